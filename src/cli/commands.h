@@ -1,0 +1,17 @@
+// The `moerack` subcommands. Each Register* adds its options to the app and
+// returns the function to run when that subcommand was chosen (exit code).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace moerack::cli {
+
+using Command = std::function<int()>;
+
+Command RegisterGenerate(CLI::App& app);
+Command RegisterLogits(CLI::App& app);
+Command RegisterRandomModel(CLI::App& app);
+Command RegisterMembw(CLI::App& app);
+
+}  // namespace moerack::cli

@@ -1,0 +1,86 @@
+// moerack logits: the logits at every position of a token sequence, from one
+// prefill or (with --decode-from K) a K-token prefill followed by one-token
+// decode steps through the KV cache.
+#include <algorithm>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "core/npy.h"
+#include "engine/kv_cache.h"
+#include "model/registry.h"
+
+namespace moerack::cli {
+namespace {
+
+struct LogitsFlags {
+  std::string model;
+  std::string tokens;
+  std::string out;
+  int64_t decode_from = -1;
+  int threads = 1;
+  int64_t max_model_len = 0;
+};
+
+int RunLogits(const LogitsFlags& f) {
+  const std::string cmd = "logits";
+  auto dir = ResolveModelDir(f.model);
+  if (!dir.ok()) return Fail(cmd, dir.status());
+  auto ids = ParseTokenList(f.tokens, "--tokens");
+  if (!ids.ok()) return Fail(cmd, ids.status());
+  auto loaded = LoadModel(*dir);
+  if (!loaded.ok()) return Fail(cmd, loaded.status());
+  Model& model = **loaded;
+  const ModelConfig& c = model.config();
+  const int64_t n = static_cast<int64_t>(ids->size());
+  for (int32_t t : *ids) {
+    if (t >= c.vocab_size) {
+      return Fail(cmd, Error("--tokens: token id " + std::to_string(t) + " is out of range [0, " +
+                             std::to_string(c.vocab_size) + ")"));
+    }
+  }
+  const int64_t max_len = f.max_model_len > 0 ? f.max_model_len : c.max_position_embeddings;
+  if (n > max_len) {
+    return Fail(cmd, Error("--tokens: " + std::to_string(n) + " tokens exceed --max-model-len " +
+                           std::to_string(max_len)));
+  }
+  if (f.decode_from > n) return Fail(cmd, Error("--decode-from must be <= the number of tokens"));
+  const int block_size = 16;
+  const int64_t num_blocks = (n + block_size - 1) / block_size;
+  KvCache cache(c.num_layers, num_blocks, block_size, model.kv_floats_per_token());
+  std::vector<int32_t> table(static_cast<size_t>(num_blocks));
+  for (int64_t b = 0; b < num_blocks; ++b) table[b] = static_cast<int32_t>(num_blocks - 1 - b);  // not identity: exercise paging
+  ThreadPool pool(f.threads);
+  std::vector<float> logits;
+  const int64_t prefill = f.decode_from >= 0 ? f.decode_from : n;
+  auto run = [&](int64_t start, int64_t count) {
+    ForwardBatch batch;
+    SequenceChunk chunk;
+    chunk.tokens = std::span<const int32_t>(*ids).subspan(static_cast<size_t>(start), static_cast<size_t>(count));
+    chunk.start_pos = start;
+    chunk.block_table = table;
+    chunk.logits = SequenceChunk::Logits::kAll;
+    batch.seqs.push_back(chunk);
+    model.Forward(batch, cache.view(), pool, &logits);
+  };
+  if (prefill > 0) run(0, prefill);
+  for (int64_t i = prefill; i < n; ++i) run(i, 1);
+  Status st = WriteNpyF32(f.out, logits.data(), {n, c.vocab_size});
+  if (!st.ok()) return Fail(cmd, st);
+  return 0;
+}
+
+}  // namespace
+
+Command RegisterLogits(CLI::App& app) {
+  auto f = std::make_shared<LogitsFlags>();
+  app.add_option("--model", f->model, "Model directory (default: the bundled model)");
+  app.add_option("--tokens", f->tokens, "Token ids, e.g. 1,2,3")->required();
+  app.add_option("--out", f->out, "Output .npy file, float32 [n_tokens, vocab]")->required();
+  app.add_option("--decode-from", f->decode_from, "Prefill this many tokens, then decode one at a time")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", f->threads, "Computing threads")->check(CLI::Range(1, 1024));
+  app.add_option("--max-model-len", f->max_model_len, "Max tokens (default: the model's)")->check(CLI::PositiveNumber);
+  return [f] { return RunLogits(*f); };
+}
+
+}  // namespace moerack::cli

@@ -1,0 +1,32 @@
+// moerack: the command-line entry point. The contract of each subcommand is in
+// DESIGN.md ("The moerack command line").
+#include <CLI/CLI.hpp>
+#include <iostream>
+#include <map>
+
+#include "cli/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"moerack: Mixture-of-Experts inference engine and rack-scale simulator"};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "Help for every subcommand");
+  std::map<CLI::App*, moerack::cli::Command> commands;
+  auto add = [&](const char* name, const char* help, auto reg) {
+    CLI::App* sub = app.add_subcommand(name, help);
+    commands[sub] = reg(*sub);
+  };
+  add("generate", "Generate text from a prompt", moerack::cli::RegisterGenerate);
+  add("logits", "Write the logits of every position as a float32 .npy", moerack::cli::RegisterLogits);
+  add("random-model", "Write a model with random weights for any supported config",
+      moerack::cli::RegisterRandomModel);
+  add("membw", "Measure memory read bandwidth (the roofline denominator)", moerack::cli::RegisterMembw);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  for (auto& [sub, run] : commands) {
+    if (sub->parsed()) return run();
+  }
+  return 1;
+}

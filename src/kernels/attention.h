@@ -1,0 +1,64 @@
+// Causal attention of new tokens over a paged KV cache.
+//
+// The cache is a pool of fixed-size blocks per layer; a sequence's block table
+// maps its token positions to blocks (position p lives in block
+// table[p / block_size], slot p % block_size). Each token slot holds
+// `floats_per_token` floats whose meaning the architecture defines (for GQA:
+// K heads then V heads). The engine owns the memory (engine/kv_cache.h); the
+// model and kernels see it through KvCacheView.
+//
+// Each query attends keys [max(0, pos - window + 1), pos] in position order,
+// with a two-pass softmax; a query's result depends only on its own position
+// and the cache, so chunked and whole prefill, and any batch, agree exactly.
+// Thread-safety: one call per layer at a time; tasks split over (token, head).
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "core/thread_pool.h"
+
+namespace moerack {
+
+struct KvCacheView {
+  float* base = nullptr;         // [num_layers][num_blocks][block_size][floats_per_token]
+  int64_t num_blocks = 0;
+  int block_size = 0;
+  int64_t floats_per_token = 0;
+
+  int64_t layer_stride() const { return num_blocks * block_size * floats_per_token; }
+  float* Slot(int layer, std::span<const int32_t> block_table, int64_t pos) const {
+    const int64_t block = block_table[static_cast<size_t>(pos / block_size)];
+    return base + layer * layer_stride() + (block * block_size + pos % block_size) * floats_per_token;
+  }
+};
+
+// One sequence's share of a batch: `num_tokens` consecutive query rows starting
+// at row `first_row`, at positions start_pos, start_pos + 1, ...
+struct AttentionSeq {
+  int64_t first_row = 0;
+  int64_t num_tokens = 0;
+  int64_t start_pos = 0;
+  std::span<const int32_t> block_table;
+};
+
+struct AttentionParams {
+  const float* q = nullptr;  // [rows, num_heads * head_dim], row stride q_stride
+  int64_t q_stride = 0;
+  float* out = nullptr;      // [rows, num_heads * v_head_dim], row stride out_stride
+  int64_t out_stride = 0;
+  int num_heads = 0;
+  int num_kv_heads = 0;
+  int head_dim = 0;          // query/key dim
+  int v_head_dim = 0;        // value dim
+  int64_t k_offset = 0;      // where K head 0 starts in a token slot (floats)
+  int64_t v_offset = 0;      // where V head 0 starts in a token slot (floats)
+  float scale = 1.0f;        // softmax scale applied to q·k
+  int sliding_window = 0;    // 0: unlimited
+  int layer = 0;
+};
+
+void PagedAttention(const AttentionParams& p, std::span<const AttentionSeq> seqs,
+                    const KvCacheView& cache, ThreadPool& pool);
+
+}  // namespace moerack

@@ -1,0 +1,34 @@
+// The grouped expert GEMM: SwiGLU FFNs of many experts, each over the rows
+// routed to it, as two grouped matmul passes (gate+up, then down). Every MoE
+// layer (and dense MLP, as one expert) runs through here; with expert
+// parallelism the rows are the tokens this rank received.
+// Thread-safety: as GroupedMatMul.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "core/tensor.h"
+#include "core/thread_pool.h"
+
+namespace moerack {
+
+struct ExpertWeights {
+  TensorView gate;  // [inter, hidden]
+  TensorView up;    // [inter, hidden]
+  TensorView down;  // [hidden, inter]
+};
+
+struct ExpertFfnParams {
+  std::span<const ExpertWeights> experts;      // one per local expert
+  std::span<const int64_t> expert_offsets;     // [experts + 1]: rows of expert e are [off[e], off[e+1])
+  const float* x = nullptr;                    // [rows, hidden]
+  float* out = nullptr;                        // [rows, hidden]
+  int64_t hidden = 0;
+  int64_t inter = 0;
+};
+
+// out[r] = down(silu(gate(x[r])) * up(x[r])) with the weights of r's expert.
+void GroupedExpertFfn(const ExpertFfnParams& p, ThreadPool& pool);
+
+}  // namespace moerack

@@ -1,0 +1,76 @@
+#include "kernels/ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace moerack {
+
+void LoadF32(const TensorView& t, int64_t offset, int64_t num, float* out) {
+  switch (t.dtype) {
+    case DType::kF32:
+      std::copy_n(t.as<const float>() + offset, num, out);
+      return;
+    case DType::kBF16:
+      for (int64_t i = 0; i < num; ++i) out[i] = BF16ToF32(t.as<const uint16_t>()[offset + i]);
+      return;
+    case DType::kF16:
+      for (int64_t i = 0; i < num; ++i) out[i] = F16ToF32(t.as<const uint16_t>()[offset + i]);
+      return;
+    default:
+      CHECK(false) << "LoadF32: unsupported dtype " << DTypeName(t.dtype);
+  }
+}
+
+void RmsNorm(const float* x, int64_t x_stride, const TensorView& w, float eps, int64_t rows,
+             int64_t dim, float* y, int64_t y_stride) {
+  CHECK_EQ(w.numel(), dim);
+  std::vector<float> wf(static_cast<size_t>(dim));
+  LoadF32(w, 0, dim, wf.data());
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * x_stride;
+    float* yr = y + r * y_stride;
+    float ss = 0.0f;
+    for (int64_t i = 0; i < dim; ++i) ss += xr[i] * xr[i];
+    const float inv = 1.0f / std::sqrt(ss / static_cast<float>(dim) + eps);
+    for (int64_t i = 0; i < dim; ++i) yr[i] = xr[i] * inv * wf[i];
+  }
+}
+
+void ApplyRope(float* x, int num_heads, int head_dim, int64_t pos, const double* inv_freq,
+               RopeStyle style) {
+  const int half = head_dim / 2;
+  for (int i = 0; i < half; ++i) {
+    const double angle = static_cast<double>(pos) * inv_freq[i];
+    const float c = static_cast<float>(std::cos(angle)), s = static_cast<float>(std::sin(angle));
+    for (int h = 0; h < num_heads; ++h) {
+      float* v = x + static_cast<int64_t>(h) * head_dim;
+      const int a = style == RopeStyle::kNeox ? i : 2 * i;
+      const int b = style == RopeStyle::kNeox ? i + half : 2 * i + 1;
+      const float x1 = v[a], x2 = v[b];
+      v[a] = x1 * c - x2 * s;
+      v[b] = x2 * c + x1 * s;
+    }
+  }
+}
+
+void SiluMul(float* gate, const float* up, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    gate[i] = g / (1.0f + std::exp(-g)) * up[i];
+  }
+}
+
+void Softmax(float* x, int64_t n) {
+  float mx = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - mx);
+    sum += x[i];
+  }
+  const float inv = 1.0f / sum;
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+}  // namespace moerack

@@ -1,0 +1,35 @@
+// Small elementwise and per-row ops of the transformer block, in f32. Each row
+// is reduced sequentially, so results do not depend on the batch.
+// Thread-safety: pure functions over caller-owned memory.
+#pragma once
+
+#include <cstdint>
+
+#include "core/tensor.h"
+#include "core/thread_pool.h"
+
+namespace moerack {
+
+// Copies (and converts to f32) `num` elements starting at element `offset` of a
+// f32/bf16/f16 tensor.
+void LoadF32(const TensorView& t, int64_t offset, int64_t num, float* out);
+
+// y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w, for `rows` rows of `dim`.
+// x and y may alias. w is f32/bf16/f16 [dim].
+void RmsNorm(const float* x, int64_t x_stride, const TensorView& w, float eps, int64_t rows,
+             int64_t dim, float* y, int64_t y_stride);
+
+enum class RopeStyle { kNeox, kInterleaved };
+
+// Rotates `num_heads` heads of `head_dim` in place for a token at `pos`.
+// NeoX pairs (i, i + d/2); interleaved pairs (2i, 2i+1). inv_freq has d/2 entries.
+void ApplyRope(float* x, int num_heads, int head_dim, int64_t pos, const double* inv_freq,
+               RopeStyle style);
+
+// gate[i] = silu(gate[i]) * up[i].
+void SiluMul(float* gate, const float* up, int64_t n);
+
+// In-place softmax over n values (max-subtracted, sequential sum).
+void Softmax(float* x, int64_t n);
+
+}  // namespace moerack

@@ -1,0 +1,50 @@
+// Model: the forward pass of one architecture over a batch of sequence chunks
+// that read and extend a paged KV cache. The engine (scheduler, executor) sees
+// models only through this interface.
+// Thread-safety: Forward is called from one thread at a time; it parallelises
+// internally over the pool it is given.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "kernels/attention.h"
+#include "model/config.h"
+
+namespace moerack {
+
+// A run of consecutive tokens of one sequence. Tokens before start_pos are
+// already in the cache; these are written at start_pos, start_pos + 1, ...
+struct SequenceChunk {
+  std::span<const int32_t> tokens;
+  int64_t start_pos = 0;
+  std::span<const int32_t> block_table;  // covers positions [0, start_pos + tokens.size())
+  enum class Logits { kNone, kLast, kAll } logits = Logits::kLast;
+};
+
+struct ForwardBatch {
+  std::vector<SequenceChunk> seqs;
+};
+
+struct WeightFootprint {
+  int64_t total_bytes = 0;           // all weights the model reads
+  int64_t active_bytes_per_token = 0;  // weights one decoded token reads (top-k experts)
+};
+
+class Model {
+ public:
+  virtual ~Model() = default;
+  virtual const ModelConfig& config() const = 0;
+  // Floats per token per layer in the KV cache.
+  virtual int64_t kv_floats_per_token() const = 0;
+  virtual WeightFootprint footprint() const = 0;
+  // Runs the batch; appends to `logits` the rows asked for, in batch order
+  // (each row vocab_size floats). Token ids must be < vocab_size (checked by
+  // the caller at the edge).
+  virtual void Forward(const ForwardBatch& batch, const KvCacheView& cache, ThreadPool& pool,
+                       std::vector<float>* logits) = 0;
+};
+
+}  // namespace moerack

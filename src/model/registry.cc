@@ -1,0 +1,52 @@
+#include "model/registry.h"
+
+#include "model/architectures.h"
+
+namespace moerack {
+namespace {
+
+// The one registration point: every architecture family, by its entry.
+const Architecture* const kArchitectures[] = {
+    &kQwen3MoeArchitecture,
+    &kMixtralArchitecture,
+};
+
+const Architecture* Lookup(const std::string& name) {
+  for (const Architecture* a : kArchitectures) {
+    for (std::string_view n : a->names) {
+      if (n == name) return a;
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+StatusOr<const Architecture*> FindArchitecture(const nlohmann::json& j, const std::string& source) {
+  std::string arch, model_type;
+  if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty() &&
+      j["architectures"][0].is_string()) {
+    arch = j["architectures"][0].get<std::string>();
+    if (const Architecture* a = Lookup(arch)) return a;
+  }
+  if (j.contains("model_type") && j["model_type"].is_string()) {
+    model_type = j["model_type"].get<std::string>();
+    if (const Architecture* a = Lookup(model_type)) return a;
+  }
+  if (arch.empty() && model_type.empty()) {
+    return Error(source + ": neither 'architectures' nor 'model_type' is set");
+  }
+  std::string known;
+  for (const Architecture* a : kArchitectures) known += (known.empty() ? "" : ", ") + std::string(a->names.front());
+  return Error(source + ": unknown architecture '" + (arch.empty() ? model_type : arch) +
+               "' (model_type '" + model_type + "'); supported: " + known);
+}
+
+StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& dir) {
+  MR_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(dir));
+  MR_ASSIGN_OR_RETURN(std::unique_ptr<WeightStore> store, WeightStore::Open(dir));
+  MR_ASSIGN_OR_RETURN(const Architecture* arch, FindArchitecture(config.raw, dir + "/config.json"));
+  return arch->load(config, std::shared_ptr<const WeightStore>(std::move(store)));
+}
+
+}  // namespace moerack

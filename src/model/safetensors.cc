@@ -1,0 +1,231 @@
+#include "model/safetensors.h"
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+namespace moerack {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr uint64_t kMaxHeaderBytes = 100'000'000;  // as the reference reader
+
+std::string ShapeStr(const std::vector<int64_t>& s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
+}  // namespace
+
+StatusOr<std::vector<SafetensorsEntry>> ParseSafetensorsHeader(const uint8_t* bytes,
+                                                               size_t file_size,
+                                                               size_t* data_offset) {
+  if (file_size < 8) return Error("file too small for a safetensors header (" + std::to_string(file_size) + " bytes)");
+  uint64_t n = 0;
+  std::memcpy(&n, bytes, 8);  // little-endian hosts only (x86, arm64)
+  if (n > kMaxHeaderBytes) return Error("header length " + std::to_string(n) + " exceeds 100 MB");
+  if (n + 8 > file_size) {
+    return Error("header length " + std::to_string(n) + " runs past the end of the file (" +
+                 std::to_string(file_size) + " bytes): truncated or not safetensors");
+  }
+  if (n == 0 || bytes[8] != '{') return Error("header does not start with '{'");
+  json header;
+  try {
+    header = json::parse(bytes + 8, bytes + 8 + n);
+  } catch (const json::exception& e) {
+    return Error(std::string("header is not valid JSON: ") + e.what());
+  }
+  if (!header.is_object()) return Error("header is not a JSON object");
+  const uint64_t data_size = file_size - 8 - n;
+  std::vector<SafetensorsEntry> entries;
+  for (const auto& [name, v] : header.items()) {
+    if (name == "__metadata__") continue;
+    const std::string where = "tensor '" + name + "'";
+    if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") ||
+        !v.contains("data_offsets")) {
+      return Error(where + ": needs dtype, shape and data_offsets");
+    }
+    SafetensorsEntry e;
+    e.name = name;
+    if (!v["dtype"].is_string()) return Error(where + ": dtype is not a string");
+    const auto dt = DTypeFromSafetensors(v["dtype"].get<std::string>());
+    if (!dt) return Error(where + ": unsupported dtype " + v["dtype"].dump());
+    e.dtype = *dt;
+    if (!v["shape"].is_array()) return Error(where + ": shape is not an array");
+    uint64_t numel = 1;
+    for (const auto& d : v["shape"]) {
+      if (!d.is_number_unsigned()) return Error(where + ": shape has a non-integer or negative dim");
+      const uint64_t dim = d.get<uint64_t>();
+      if (dim > (1ull << 40) || (dim != 0 && numel > (1ull << 50) / dim)) {
+        return Error(where + ": shape is absurdly large");
+      }
+      numel *= dim;
+      e.shape.push_back(static_cast<int64_t>(dim));
+    }
+    const auto& off = v["data_offsets"];
+    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
+        !off[1].is_number_unsigned()) {
+      return Error(where + ": data_offsets must be two non-negative integers");
+    }
+    e.begin = off[0].get<uint64_t>();
+    e.end = off[1].get<uint64_t>();
+    if (e.begin > e.end || e.end > data_size) {
+      return Error(where + ": data_offsets [" + std::to_string(e.begin) + ", " +
+                   std::to_string(e.end) + ") outside the data section of " +
+                   std::to_string(data_size) + " bytes (file truncated?)");
+    }
+    const uint64_t bits = numel * static_cast<uint64_t>(DTypeBits(e.dtype));
+    if (bits % 8 != 0 || bits / 8 != e.end - e.begin) {
+      return Error(where + ": " + std::string(DTypeName(e.dtype)) + " " + ShapeStr(e.shape) +
+                   " needs " + std::to_string(bits / 8) + " bytes but data_offsets span " +
+                   std::to_string(e.end - e.begin));
+    }
+    entries.push_back(std::move(e));
+  }
+  // Every byte of the data section belongs to exactly one tensor.
+  std::vector<const SafetensorsEntry*> sorted;
+  for (const auto& e : entries) sorted.push_back(&e);
+  std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) {
+    return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
+  });
+  uint64_t pos = 0;
+  for (const auto* e : sorted) {
+    if (e->begin < pos) return Error("tensor '" + e->name + "' overlaps another tensor");
+    if (e->begin > pos) return Error("data section has a hole before tensor '" + e->name + "'");
+    pos = e->end;
+  }
+  if (pos != data_size) {
+    return Error("data section has " + std::to_string(data_size - pos) +
+                 " bytes that belong to no tensor");
+  }
+  *data_offset = 8 + n;
+  return entries;
+}
+
+Status WeightStore::AddFile(const std::string& path) {
+  MR_ASSIGN_OR_RETURN(auto file, MappedFile::Open(path));
+  size_t data_offset = 0;
+  auto entries = ParseSafetensorsHeader(file->data(), file->size(), &data_offset);
+  if (!entries.ok()) return entries.status().WithContext(path);
+  for (auto& e : *entries) {
+    if (tensors_.count(e.name)) return Error(path + ": tensor '" + e.name + "' also in " + tensors_[e.name].file);
+    if (e.shape.size() > static_cast<size_t>(kMaxDims)) {
+      return Error(path + ": tensor '" + e.name + "' has more than 4 dims");
+    }
+    const uint8_t* ptr = file->data() + data_offset + e.begin;
+    const size_t align = std::max(1, DTypeBits(e.dtype) / 8);
+    if (reinterpret_cast<uintptr_t>(ptr) % align != 0) {
+      auto copy = std::make_unique<uint8_t[]>(e.end - e.begin);
+      std::memcpy(copy.get(), ptr, e.end - e.begin);
+      ptr = copy.get();
+      copies_.push_back(std::move(copy));
+    }
+    TensorView view;
+    view.data = const_cast<uint8_t*>(ptr);
+    view.dtype = e.dtype;
+    view.ndim = static_cast<int>(e.shape.size());
+    for (int i = 0; i < view.ndim; ++i) view.shape[i] = e.shape[i];
+    view.SetContiguousStrides();
+    tensors_[e.name] = Entry{view, path};
+  }
+  files_.push_back(std::move(file));
+  return Status::Ok();
+}
+
+StatusOr<std::unique_ptr<WeightStore>> WeightStore::OpenFiles(const std::vector<std::string>& files) {
+  std::unique_ptr<WeightStore> store(new WeightStore());
+  for (const auto& f : files) MR_RETURN_IF_ERROR(store->AddFile(f));
+  return store;
+}
+
+StatusOr<std::unique_ptr<WeightStore>> WeightStore::Open(const std::string& dir) {
+  if (!fs::is_directory(dir)) return Error(dir + ": model directory not found");
+  std::vector<std::string> files;
+  const fs::path index = fs::path(dir) / "model.safetensors.index.json";
+  if (fs::exists(index)) {
+    MR_ASSIGN_OR_RETURN(std::string text, ReadFileToString(index.string()));
+    json j = json::parse(text, nullptr, false);
+    if (j.is_discarded() || !j.contains("weight_map") || !j["weight_map"].is_object()) {
+      return Error(index.string() + ": missing or malformed weight_map");
+    }
+    std::set<std::string> shards;
+    for (const auto& [name, file] : j["weight_map"].items()) {
+      if (!file.is_string()) return Error(index.string() + ": weight_map['" + name + "'] is not a string");
+      const std::string shard = file.get<std::string>();
+      if (shard.find('/') != std::string::npos) return Error(index.string() + ": shard name '" + shard + "' has a '/'");
+      shards.insert(shard);
+    }
+    for (const auto& s : shards) files.push_back((fs::path(dir) / s).string());
+  } else {
+    for (const auto& e : fs::directory_iterator(dir)) {
+      if (e.path().extension() == ".safetensors") files.push_back(e.path().string());
+    }
+    std::sort(files.begin(), files.end());
+  }
+  if (files.empty()) return Error(dir + ": no *.safetensors files");
+  return OpenFiles(files);
+}
+
+StatusOr<TensorView> WeightStore::Get(const std::string& name) const {
+  auto it = tensors_.find(name);
+  if (it == tensors_.end()) return Error("missing tensor '" + name + "'");
+  return it->second.view;
+}
+
+StatusOr<TensorView> WeightStore::Get(const std::string& name, const std::vector<int64_t>& shape,
+                                      const std::vector<DType>& dtypes) const {
+  MR_ASSIGN_OR_RETURN(TensorView v, Get(name));
+  const std::vector<int64_t> have(v.shape.begin(), v.shape.begin() + v.ndim);
+  const std::string where = "tensor '" + name + "' in " + FileOf(name);
+  if (have != shape) return Error(where + ": shape " + ShapeStr(have) + ", expected " + ShapeStr(shape));
+  if (std::find(dtypes.begin(), dtypes.end(), v.dtype) == dtypes.end()) {
+    std::string want;
+    for (DType d : dtypes) want += (want.empty() ? "" : " or ") + std::string(DTypeName(d));
+    return Error(where + ": dtype " + std::string(DTypeName(v.dtype)) + ", expected " + want);
+  }
+  return v;
+}
+
+std::vector<std::string> WeightStore::Names() const {
+  std::vector<std::string> names;
+  for (const auto& [n, e] : tensors_) names.push_back(n);
+  return names;
+}
+
+const std::string& WeightStore::FileOf(const std::string& name) const {
+  return tensors_.at(name).file;
+}
+
+Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>& tensors) {
+  std::vector<const TensorToWrite*> order;
+  for (const auto& t : tensors) order.push_back(&t);
+  std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->name < b->name; });
+  json header = json::object();
+  header["__metadata__"] = {{"format", "pt"}};
+  uint64_t offset = 0;
+  for (const auto* t : order) {
+    header[t->name] = {{"dtype", std::string(DTypeName(t->dtype))},
+                       {"shape", t->shape},
+                       {"data_offsets", {offset, offset + t->bytes.size()}}};
+    offset += t->bytes.size();
+  }
+  std::string h = header.dump();
+  h.append((8 - (8 + h.size()) % 8) % 8, ' ');
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) return Error(path + ": cannot open for writing");
+  const uint64_t n = h.size();
+  out.write(reinterpret_cast<const char*>(&n), 8);
+  out.write(h.data(), static_cast<std::streamsize>(h.size()));
+  for (const auto* t : order) out.write(t->bytes.data(), static_cast<std::streamsize>(t->bytes.size()));
+  out.close();
+  if (!out) return Error(path + ": write failed");
+  return Status::Ok();
+}
+
+}  // namespace moerack

@@ -1,0 +1,77 @@
+// Internal to src/tokenizer (everyone else uses tokenizer.h): the text stages
+// of a HF tokenizer.json that run before BPE (the normalizer check and the
+// pre-tokenizer, with PCRE2 regexes), plus the UTF-8 and JSON-field helpers
+// the loader in tokenizer.cc shares.
+// Thread-safety: PreTokenizer is immutable after FromJson; Split may be called
+// concurrently. The free functions are pure.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/status.h"
+
+namespace moerack::tokenizer_internal {
+
+// Length (1..4) of the valid UTF-8 sequence starting at s[pos] and its code
+// point in *cp; 0 if the bytes there are not one (truncated, overlong, surrogate,
+// > U+10FFFF: what PCRE2 rejects too). Precondition: pos < s.size().
+size_t DecodeUtf8(std::string_view s, size_t pos, uint32_t* cp);
+void AppendUtf8(uint32_t cp, std::string* out);
+
+// tokenizer.json field readers. `field` is the path of `object` in error
+// messages (e.g. "model"); a missing or null key gives the fallback / "".
+std::string Quoted(std::string_view s);
+Status ReadBool(const nlohmann::json& object, const char* key, bool fallback,
+                const std::string& field, bool* out);
+Status ReadString(const nlohmann::json& object, const char* key, const std::string& field,
+                  std::string* out);
+// The required "type" of a tokenizer.json component object.
+StatusOr<std::string> ReadType(const nlohmann::json& object, const std::string& field);
+
+// OK for the normalizers this tokenizer implements: null, NFC (treated as the
+// identity: no ICU) and Sequences of those; otherwise an error naming the type.
+Status CheckNormalizer(const nlohmann::json& j, const std::string& field);
+
+class Regex;  // A compiled PCRE2 pattern; pre_tokenizer.cc.
+
+// HF's Split behaviours: what happens to the pieces a pattern matches.
+enum class SplitBehavior { kRemoved, kIsolated, kMergedWithPrevious, kMergedWithNext, kContiguous };
+
+// The pre_tokenizer stage: Sequence, Split (Regex or String pattern, any
+// behaviour, invert), ByteLevel (add_prefix_space; use_regex = the GPT-2 regex),
+// Digits (individual_digits), or null (the text is one piece).
+class PreTokenizer {
+ public:
+  // Parses the value of "pre_tokenizer". Errors name `field` and the bad part.
+  static StatusOr<PreTokenizer> FromJson(const nlohmann::json& j, const std::string& field);
+
+  // The non-empty pieces `text` is cut into, in order. `text` may hold any
+  // bytes; regexes never match invalid UTF-8, which stays in the gaps.
+  std::vector<std::string> Split(std::string_view text) const;
+
+ private:
+  struct SplitStep {
+    std::shared_ptr<const Regex> regex;  // null: split on `literal`
+    std::string literal;
+    SplitBehavior behavior = SplitBehavior::kIsolated;
+    bool invert = false;
+  };
+  struct PrefixSpaceStep {};  // Prepend ' ' to each piece not starting with one.
+  using Step = std::variant<SplitStep, PrefixSpaceStep>;
+
+  static Status Parse(const nlohmann::json& j, const std::string& field, std::vector<Step>* steps);
+  static StatusOr<SplitStep> ParseSplit(const nlohmann::json& j, const std::string& field);
+  static void Apply(const Step& step, const std::string& piece, std::vector<std::string>* out);
+
+  std::vector<Step> steps_;
+};
+
+}  // namespace moerack::tokenizer_internal

@@ -1,0 +1,98 @@
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/npy.h"
+#include "core/status.h"
+#include "core/thread_pool.h"
+
+namespace moerack {
+namespace {
+
+StatusOr<int> Half(int x) {
+  if (x % 2) return Error("odd: " + std::to_string(x));
+  return x / 2;
+}
+
+Status Chain(int x, int* out) {
+  MR_ASSIGN_OR_RETURN(int h, Half(x));
+  MR_ASSIGN_OR_RETURN(*out, Half(h));
+  return Status::Ok();
+}
+
+TEST(StatusTest, PropagatesErrorsWithMessage) {
+  int out = 0;
+  EXPECT_TRUE(Chain(8, &out).ok());
+  EXPECT_EQ(out, 2);
+  Status s = Chain(6, &out);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.message(), "odd: 3");
+  EXPECT_EQ(s.WithContext("file.json").message(), "file.json: odd: 3");
+}
+
+TEST(DTypeTest, Bf16RoundTripAndRounding) {
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> u(-100, 100);
+  for (int i = 0; i < 1000; ++i) {
+    const float x = u(rng);
+    const float y = BF16ToF32(F32ToBF16(x));
+    EXPECT_LE(std::fabs(x - y), std::fabs(x) * (1.0f / 256));
+    EXPECT_EQ(F32ToBF16(y), F32ToBF16(x));  // idempotent
+  }
+  // 1 + 2^-8 is a tie between 1 and 1 + 2^-7: round to even (1.0).
+  EXPECT_EQ(BF16ToF32(F32ToBF16(1.0f + 0x1.0p-8f)), 1.0f);
+  EXPECT_EQ(BF16ToF32(F32ToBF16(1.0f + 0x1.8p-8f)), 1.0f + 0x1.0p-7f);
+  EXPECT_TRUE(std::isnan(BF16ToF32(F32ToBF16(NAN))));
+}
+
+TEST(DTypeTest, F16RoundTrip) {
+  for (uint32_t h = 0; h < 0x10000; ++h) {
+    const float f = F16ToF32(static_cast<uint16_t>(h));
+    if (std::isnan(f)) continue;
+    EXPECT_EQ(F32ToF16(f), h) << h;
+  }
+  EXPECT_EQ(F16ToF32(0x3c00), 1.0f);
+  EXPECT_EQ(F32ToF16(1e6f), 0x7c00);  // overflow to inf
+}
+
+TEST(DTypeTest, SafetensorsNames) {
+  EXPECT_EQ(DTypeFromSafetensors("BF16"), DType::kBF16);
+  EXPECT_EQ(DTypeFromSafetensors("F8_E4M3"), DType::kFP8E4M3);
+  EXPECT_FALSE(DTypeFromSafetensors("Q4_K").has_value());
+}
+
+TEST(ThreadPoolTest, RunsEveryTaskOnce) {
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    for (int rep = 0; rep < 50; ++rep) {
+      std::vector<std::atomic<int>> hits(97);
+      pool.ParallelFor(97, [&](int64_t t, int thread) {
+        EXPECT_LT(thread, threads);
+        hits[t]++;
+      });
+      for (auto& h : hits) EXPECT_EQ(h.load(), 1);
+    }
+    std::vector<int> covered(1000, 0);
+    pool.ParallelRange(1000, 7, [&](int64_t b, int64_t e, int) {
+      for (int64_t i = b; i < e; ++i) covered[i]++;
+    });
+    for (int c : covered) EXPECT_EQ(c, 1);
+  }
+}
+
+TEST(NpyTest, RoundTrip) {
+  std::vector<float> data = {1.5f, -2.0f, 3.25f, 0.0f, 7.0f, 8.0f};
+  const std::string path = ::testing::TempDir() + "/a.npy";
+  ASSERT_TRUE(WriteNpyF32(path, data.data(), {2, 3}).ok());
+  auto arr = ReadNpyF32(path);
+  ASSERT_TRUE(arr.ok()) << arr.status().message();
+  EXPECT_EQ(arr->shape, (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(arr->data, data);
+}
+
+}  // namespace
+}  // namespace moerack
