@@ -41,7 +41,9 @@ StatusOr<SeqId> Engine::AddRequest(std::vector<int32_t> prompt, const SamplingPa
 
 bool Engine::Append(Sequence& s, int32_t token) {
   const auto& eos = model_config_.generation.eos_token_ids;
-  if (!s.params.ignore_eos && std::find(eos.begin(), eos.end(), token) != eos.end()) {
+  const auto& stop_ids = s.params.stop_token_ids;
+  if ((!s.params.ignore_eos && std::find(eos.begin(), eos.end(), token) != eos.end()) ||
+      std::find(stop_ids.begin(), stop_ids.end(), token) != stop_ids.end()) {
     s.result.finish = FinishReason::kStop;
     return true;
   }

@@ -9,12 +9,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-#include <variant>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/status.h"
 
@@ -58,17 +56,19 @@ class PreTokenizer {
   std::vector<std::string> Split(std::string_view text) const;
 
  private:
-  struct SplitStep {
-    std::shared_ptr<const Regex> regex;  // null: split on `literal`
-    std::string literal;
+  // One step of the flattened pipeline: a Split, or the prefix space of a
+  // ByteLevel (whose GPT-2 regex, like Digits, becomes a Split step).
+  struct Step {
+    enum class Kind { kSplit, kAddPrefixSpace };
+    Kind kind = Kind::kSplit;
+    std::shared_ptr<const Regex> regex = nullptr;  // null: split on `literal`
+    std::string literal = {};
     SplitBehavior behavior = SplitBehavior::kIsolated;
     bool invert = false;
   };
-  struct PrefixSpaceStep {};  // Prepend ' ' to each piece not starting with one.
-  using Step = std::variant<SplitStep, PrefixSpaceStep>;
 
   static Status Parse(const nlohmann::json& j, const std::string& field, std::vector<Step>* steps);
-  static StatusOr<SplitStep> ParseSplit(const nlohmann::json& j, const std::string& field);
+  static StatusOr<Step> ParseSplit(const nlohmann::json& j, const std::string& field);
   static void Apply(const Step& step, const std::string& piece, std::vector<std::string>* out);
 
   std::vector<Step> steps_;

@@ -1,10 +1,8 @@
-// Byte-level BPE: tokenizer.json loading, added-token splitting, pre-tokenizers
-// (PCRE2 regexes) and the BPE merge loop. Behaviours mirror HF `tokenizers`
-// (normalizer.rs `split`, pre_tokenizers/, models/bpe/word.rs).
+// Byte-level BPE: tokenizer.json loading, added-token splitting, the BPE merge
+// loop and decoding. Behaviours mirror HF `tokenizers` (added_vocabulary.rs,
+// models/bpe/{model,word}.rs, pre_tokenizers/byte_level.rs). The pre-tokenizer
+// lives in pre_tokenizer.cc.
 #include "tokenizer/tokenizer.h"
-
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
 
 #include <algorithm>
 #include <array>
@@ -14,88 +12,34 @@
 #include <queue>
 #include <unordered_map>
 #include <utility>
-#include <variant>
 
 #include "core/check.h"
 #include "core/mapped_file.h"
+#include "tokenizer/pre_tokenizer.h"
 
 namespace moerack {
 namespace {
 
 using nlohmann::json;
+using tokenizer_internal::AppendUtf8;
+using tokenizer_internal::CheckNormalizer;
+using tokenizer_internal::DecodeUtf8;
+using tokenizer_internal::PreTokenizer;
+using tokenizer_internal::Quoted;
+using tokenizer_internal::ReadBool;
+using tokenizer_internal::ReadString;
+using tokenizer_internal::ReadType;
 
 // The Qwen2 pre-tokenizer regex (formats.md §7), used by MakeByteLevelTokenizerJson.
 constexpr char kQwen2Regex[] =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-// What ByteLevel(use_regex = true) splits with: the GPT-2 regex.
-constexpr char kGpt2Regex[] =
-    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 // Ids this large would make the id -> bytes table absurd; real vocabs are < 1M.
 constexpr int64_t kMaxTokenId = (int64_t{1} << 24) - 1;
 
 // ---------------------------------------------------------------------------
-// UTF-8.
+// Whitespace, for lstrip / rstrip.
 
-// Length of the valid UTF-8 sequence starting at s[pos] (1..4), or 0 if the
-// bytes there are not one (overlong forms, surrogates and > U+10FFFF are
-// invalid, as PCRE2 requires). Stores the code point in *cp.
-size_t DecodeUtf8(std::string_view s, size_t pos, uint32_t* cp) {
-  const auto byte = [&](size_t i) { return static_cast<uint8_t>(s[i]); };
-  const uint8_t b0 = byte(pos);
-  size_t len;
-  uint32_t min_cp;
-  if (b0 < 0x80) {
-    *cp = b0;
-    return 1;
-  } else if ((b0 & 0xE0) == 0xC0) {
-    len = 2, *cp = b0 & 0x1F, min_cp = 0x80;
-  } else if ((b0 & 0xF0) == 0xE0) {
-    len = 3, *cp = b0 & 0x0F, min_cp = 0x800;
-  } else if ((b0 & 0xF8) == 0xF0) {
-    len = 4, *cp = b0 & 0x07, min_cp = 0x10000;
-  } else {
-    return 0;
-  }
-  if (pos + len > s.size()) return 0;
-  for (size_t i = 1; i < len; ++i) {
-    if ((byte(pos + i) & 0xC0) != 0x80) return 0;
-    *cp = (*cp << 6) | (byte(pos + i) & 0x3F);
-  }
-  if (*cp < min_cp || *cp > 0x10FFFF || (*cp >= 0xD800 && *cp <= 0xDFFF)) return 0;
-  return len;
-}
-
-size_t ValidUtf8PrefixLength(std::string_view s) {
-  size_t pos = 0;
-  uint32_t cp;
-  while (pos < s.size()) {
-    const size_t len = DecodeUtf8(s, pos, &cp);
-    if (len == 0) break;
-    pos += len;
-  }
-  return pos;
-}
-
-void AppendUtf8(uint32_t cp, std::string* out) {
-  if (cp < 0x80) {
-    out->push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-}
-
-// The Unicode White_Space property (Rust's char::is_whitespace, which HF uses
-// for lstrip / rstrip).
+// The Unicode White_Space property (Rust's char::is_whitespace, as HF uses).
 bool IsWhitespace(uint32_t cp) {
   return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
          (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
@@ -170,223 +114,6 @@ std::string FromByteLevel(std::string_view token) {
   return out;
 }
 
-// ---------------------------------------------------------------------------
-// Regexes.
-
-struct Span {
-  size_t begin;
-  size_t end;
-};
-
-// A compiled PCRE2 pattern (UTF + UCP, so \p{L}, \s etc. are Unicode-aware).
-// Immutable; matching allocates its own match data, so sharing is thread-safe.
-class Regex {
- public:
-  static StatusOr<std::shared_ptr<const Regex>> Compile(const std::string& pattern) {
-    int error_code = 0;
-    PCRE2_SIZE error_offset = 0;
-    pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
-                                     PCRE2_UTF | PCRE2_UCP, &error_code, &error_offset, nullptr);
-    if (code == nullptr) {
-      PCRE2_UCHAR message[256];
-      pcre2_get_error_message(error_code, message, sizeof(message));
-      return Error("invalid regex at offset " + std::to_string(error_offset) + ": " +
-                   reinterpret_cast<const char*>(message));
-    }
-    pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);  // On failure pcre2_match interprets.
-    return std::shared_ptr<const Regex>(new Regex(code));
-  }
-  ~Regex() { pcre2_code_free(code_); }
-  Regex(const Regex&) = delete;
-  Regex& operator=(const Regex&) = delete;
-
-  // Appends the non-empty, non-overlapping matches in `text` (valid UTF-8), left
-  // to right, as offsets plus `base`.
-  void FindAll(std::string_view text, size_t base, std::vector<Span>* matches) const {
-    std::unique_ptr<pcre2_match_data, decltype(&pcre2_match_data_free)> match_data(
-        pcre2_match_data_create_from_pattern(code_, nullptr), &pcre2_match_data_free);
-    CHECK(match_data != nullptr) << "out of memory";
-    const auto subject = reinterpret_cast<PCRE2_SPTR>(text.data());
-    size_t start = 0;
-    while (start < text.size()) {
-      int rc = pcre2_match(code_, subject, text.size(), start, PCRE2_NO_UTF_CHECK,
-                           match_data.get(), nullptr);
-      if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) {
-        // JIT stack or other resource limit: retry with the interpreter, which
-        // keeps its backtracking frames on the heap.
-        rc = pcre2_match(code_, subject, text.size(), start, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT,
-                         match_data.get(), nullptr);
-      }
-      if (rc < 0) break;  // No (further) match; the rest is a gap.
-      const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(match_data.get());
-      const size_t begin = ovector[0], end = ovector[1];
-      if (end < begin || begin < start) break;  // \K games; not in any tokenizer regex.
-      if (end > begin) {
-        matches->push_back({base + begin, base + end});
-        start = end;
-      } else {
-        uint32_t cp;
-        start = begin + std::max<size_t>(1, DecodeUtf8(text, begin, &cp));
-      }
-    }
-  }
-
- private:
-  explicit Regex(pcre2_code* code) : code_(code) {}
-  pcre2_code* code_;
-};
-
-// ---------------------------------------------------------------------------
-// Pre-tokenizer steps. A ByteLevel pre-tokenizer becomes an optional prefix-space
-// step plus an optional GPT-2 regex Split; Digits becomes a \p{N} Split.
-
-enum class SplitBehavior { kRemoved, kIsolated, kMergedWithPrevious, kMergedWithNext, kContiguous };
-
-struct SplitStep {
-  std::shared_ptr<const Regex> regex;  // null: split on `literal`
-  std::string literal;
-  SplitBehavior behavior = SplitBehavior::kIsolated;
-  bool invert = false;
-};
-
-struct PrefixSpaceStep {};  // Prepend ' ' to each piece that does not start with one.
-
-using PreTokenizerStep = std::variant<SplitStep, PrefixSpaceStep>;
-
-struct Segment {
-  Span span;
-  bool is_match;
-};
-
-// Cuts `piece` into alternating gap / match segments covering it, as HF's
-// Pattern::find_matches. Invalid UTF-8 bytes are never matched by a regex.
-std::vector<Segment> FindSegments(const SplitStep& step, std::string_view piece) {
-  std::vector<Span> matches;
-  if (step.regex != nullptr) {
-    size_t pos = 0;
-    while (pos < piece.size()) {
-      const size_t valid = ValidUtf8PrefixLength(piece.substr(pos));
-      step.regex->FindAll(piece.substr(pos, valid), pos, &matches);
-      pos += valid + 1;  // Skip the invalid byte, if any.
-    }
-  } else if (!step.literal.empty()) {
-    for (size_t pos = piece.find(step.literal); pos != std::string_view::npos;
-         pos = piece.find(step.literal, pos + step.literal.size())) {
-      matches.push_back({pos, pos + step.literal.size()});
-    }
-  }
-  std::vector<Segment> segments;
-  size_t previous_end = 0;
-  for (const Span& match : matches) {
-    if (match.begin > previous_end) segments.push_back({{previous_end, match.begin}, false});
-    segments.push_back({match, true});
-    previous_end = match.end;
-  }
-  if (previous_end < piece.size()) segments.push_back({{previous_end, piece.size()}, false});
-  if (step.invert) {
-    for (Segment& segment : segments) segment.is_match = !segment.is_match;
-  }
-  return segments;
-}
-
-// The spans to keep, per HF's SplitDelimiterBehavior (normalizer.rs `split`).
-std::vector<Span> ApplyBehavior(SplitBehavior behavior, const std::vector<Segment>& segments) {
-  std::vector<Span> spans;
-  bool previous_match = false;
-  switch (behavior) {
-    case SplitBehavior::kIsolated:
-      for (const Segment& s : segments) spans.push_back(s.span);
-      break;
-    case SplitBehavior::kRemoved:
-      for (const Segment& s : segments) {
-        if (!s.is_match) spans.push_back(s.span);
-      }
-      break;
-    case SplitBehavior::kMergedWithPrevious:
-      // A match joins the piece before it, unless that piece was a match too.
-      for (const Segment& s : segments) {
-        if (s.is_match && !previous_match && !spans.empty()) {
-          spans.back().end = s.span.end;
-        } else {
-          spans.push_back(s.span);
-        }
-        previous_match = s.is_match;
-      }
-      break;
-    case SplitBehavior::kMergedWithNext:
-      // Mirror image: a match joins the piece after it, unless that was a match.
-      for (auto it = segments.rbegin(); it != segments.rend(); ++it) {
-        if (it->is_match && !previous_match && !spans.empty()) {
-          spans.back().begin = it->span.begin;
-        } else {
-          spans.push_back(it->span);
-        }
-        previous_match = it->is_match;
-      }
-      std::reverse(spans.begin(), spans.end());
-      break;
-    case SplitBehavior::kContiguous:
-      // Runs of consecutive matches (and of gaps) become one piece.
-      for (const Segment& s : segments) {
-        if (s.is_match == previous_match && !spans.empty()) {
-          spans.back().end = s.span.end;
-        } else {
-          spans.push_back(s.span);
-        }
-        previous_match = s.is_match;
-      }
-      break;
-  }
-  return spans;
-}
-
-void ApplyStep(const PreTokenizerStep& step, const std::string& piece,
-               std::vector<std::string>* out) {
-  if (std::holds_alternative<PrefixSpaceStep>(step)) {
-    out->push_back(piece.starts_with(' ') ? piece : " " + piece);
-    return;
-  }
-  const SplitStep& split = std::get<SplitStep>(step);
-  for (const Span& span : ApplyBehavior(split.behavior, FindSegments(split, piece))) {
-    if (span.end > span.begin) out->push_back(piece.substr(span.begin, span.end - span.begin));
-  }
-}
-
-// ---------------------------------------------------------------------------
-// JSON field access with errors that name the field.
-
-std::string Quoted(std::string_view s) { return "\"" + std::string(s) + "\""; }
-
-// Reads an optional bool: missing or null gives `fallback`.
-Status ReadBool(const json& object, const char* key, bool fallback, const std::string& field,
-                bool* out) {
-  *out = fallback;
-  const auto it = object.find(key);
-  if (it == object.end() || it->is_null()) return Status::Ok();
-  if (!it->is_boolean()) return Error(field + "." + key + ": expected a boolean");
-  *out = it->get<bool>();
-  return Status::Ok();
-}
-
-// Reads an optional string: missing or null gives "".
-Status ReadString(const json& object, const char* key, const std::string& field,
-                  std::string* out) {
-  out->clear();
-  const auto it = object.find(key);
-  if (it == object.end() || it->is_null()) return Status::Ok();
-  if (!it->is_string()) return Error(field + "." + key + ": expected a string");
-  *out = it->get<std::string>();
-  return Status::Ok();
-}
-
-StatusOr<std::string> ReadType(const json& object, const std::string& field) {
-  if (!object.is_object()) return Error(field + ": expected an object or null");
-  std::string type;
-  MR_RETURN_IF_ERROR(ReadString(object, "type", field, &type));
-  if (type.empty()) return Error(field + ".type: missing");
-  return type;
-}
-
 StatusOr<int32_t> ReadId(const json& value, const std::string& field) {
   if (!value.is_number_integer()) return Error(field + ": id must be an integer");
   const int64_t id = value.get<int64_t>();
@@ -397,104 +124,11 @@ StatusOr<int32_t> ReadId(const json& value, const std::string& field) {
   return static_cast<int32_t>(id);
 }
 
-Status CheckNormalizer(const json& j, const std::string& field) {
-  if (j.is_null()) return Status::Ok();
-  MR_ASSIGN_OR_RETURN(const std::string type, ReadType(j, field));
-  if (type == "NFC") return Status::Ok();  // Identity here: no ICU (see tokenizer.h).
-  if (type == "Sequence") {
-    const auto it = j.find("normalizers");
-    if (it == j.end() || !it->is_array()) return Error(field + ".normalizers: expected an array");
-    for (size_t i = 0; i < it->size(); ++i) {
-      MR_RETURN_IF_ERROR(CheckNormalizer((*it)[i], field + ".normalizers[" + std::to_string(i) + "]"));
-    }
-    return Status::Ok();
-  }
-  return Error(field + ".type: unsupported normalizer " + Quoted(type) +
-               " (supported: null, NFC, Sequence)");
-}
-
 Status CheckDecoder(const json& j) {
   if (j.is_null()) return Status::Ok();
   MR_ASSIGN_OR_RETURN(const std::string type, ReadType(j, "decoder"));
   if (type != "ByteLevel") {
     return Error("decoder.type: unsupported decoder " + Quoted(type) + " (supported: ByteLevel)");
-  }
-  return Status::Ok();
-}
-
-StatusOr<SplitStep> ParseSplit(const json& j, const std::string& field) {
-  SplitStep step;
-  const auto pattern = j.find("pattern");
-  if (pattern == j.end() || !pattern->is_object() || pattern->size() != 1 ||
-      !pattern->begin()->is_string()) {
-    return Error(field + ".pattern: expected {\"Regex\": ...} or {\"String\": ...}");
-  }
-  const std::string kind = pattern->begin().key();
-  const std::string text = pattern->begin()->get<std::string>();
-  if (kind == "Regex") {
-    auto regex = Regex::Compile(text);
-    if (!regex.ok()) return regex.status().WithContext(field + ".pattern.Regex");
-    step.regex = std::move(regex).value();
-  } else if (kind == "String") {
-    step.literal = text;
-  } else {
-    return Error(field + ".pattern: unsupported pattern kind " + Quoted(kind));
-  }
-  std::string behavior;
-  MR_RETURN_IF_ERROR(ReadString(j, "behavior", field, &behavior));
-  static const std::pair<const char*, SplitBehavior> kBehaviors[] = {
-      {"Removed", SplitBehavior::kRemoved},
-      {"Isolated", SplitBehavior::kIsolated},
-      {"MergedWithPrevious", SplitBehavior::kMergedWithPrevious},
-      {"MergedWithNext", SplitBehavior::kMergedWithNext},
-      {"Contiguous", SplitBehavior::kContiguous}};
-  const auto* found = std::find_if(std::begin(kBehaviors), std::end(kBehaviors),
-                                   [&](const auto& entry) { return behavior == entry.first; });
-  if (found == std::end(kBehaviors)) {
-    return Error(field + ".behavior: unsupported split behavior " + Quoted(behavior));
-  }
-  step.behavior = found->second;
-  MR_RETURN_IF_ERROR(ReadBool(j, "invert", false, field, &step.invert));
-  return step;
-}
-
-Status ParsePreTokenizer(const json& j, const std::string& field,
-                         std::vector<PreTokenizerStep>* steps) {
-  if (j.is_null()) return Status::Ok();
-  MR_ASSIGN_OR_RETURN(const std::string type, ReadType(j, field));
-  if (type == "Sequence") {
-    const auto it = j.find("pretokenizers");
-    if (it == j.end() || !it->is_array()) {
-      return Error(field + ".pretokenizers: expected an array");
-    }
-    for (size_t i = 0; i < it->size(); ++i) {
-      MR_RETURN_IF_ERROR(
-          ParsePreTokenizer((*it)[i], field + ".pretokenizers[" + std::to_string(i) + "]", steps));
-    }
-  } else if (type == "Split") {
-    MR_ASSIGN_OR_RETURN(SplitStep step, ParseSplit(j, field));
-    steps->push_back(std::move(step));
-  } else if (type == "ByteLevel") {
-    // HF defaults: add_prefix_space = true, use_regex = true.
-    bool add_prefix_space, use_regex;
-    MR_RETURN_IF_ERROR(ReadBool(j, "add_prefix_space", true, field, &add_prefix_space));
-    MR_RETURN_IF_ERROR(ReadBool(j, "use_regex", true, field, &use_regex));
-    if (add_prefix_space) steps->push_back(PrefixSpaceStep{});
-    if (use_regex) {
-      SplitStep step;
-      step.regex = Regex::Compile(kGpt2Regex).value();
-      steps->push_back(std::move(step));
-    }
-  } else if (type == "Digits") {
-    // HF splits on char::is_numeric (= \p{N}), each digit alone or in runs.
-    bool individual_digits;
-    MR_RETURN_IF_ERROR(ReadBool(j, "individual_digits", false, field, &individual_digits));
-    SplitStep step;
-    step.regex = Regex::Compile(individual_digits ? R"(\p{N})" : R"(\p{N}+)").value();
-    steps->push_back(std::move(step));
-  } else {
-    return Error(field + ".type: unsupported pre-tokenizer " + Quoted(type) +
-                 " (supported: Sequence, Split, ByteLevel, Digits)");
   }
   return Status::Ok();
 }
@@ -546,9 +180,9 @@ struct Tokenizer::Impl {
 
   std::unordered_map<std::string, int32_t> vocab;  // byte-level spelling -> id
   std::unordered_map<uint64_t, Merge> merges;      // PairKey(left id, right id) -> merge
-  std::array<int32_t, 256> byte_ids;              // BPE start symbol per byte; -1: skip
+  std::array<int32_t, 256> byte_ids;               // BPE start symbol per byte; -1: skip
   bool ignore_merges = false;
-  std::vector<PreTokenizerStep> pre_tokenizer;
+  PreTokenizer pre_tokenizer;
   std::vector<AddedToken> added_tokens;
   // Indices into added_tokens by first byte of content, longest content first.
   std::array<std::vector<size_t>, 256> added_by_first_byte;
@@ -559,7 +193,6 @@ struct Tokenizer::Impl {
   Status LoadModel(const json& model);
   const AddedToken* FindAddedTokenAt(std::string_view text, size_t pos, bool parse_special) const;
   void Encode(std::string_view text, bool parse_special, std::vector<int32_t>* ids) const;
-  std::vector<std::string> PreTokenize(std::string_view text) const;
   void EncodePiece(std::string_view piece, std::vector<int32_t>* ids) const;
 };
 
@@ -655,8 +288,8 @@ Status Tokenizer::Impl::Load(const json& j) {
   if (model == j.end() || !model->is_object()) return Error("model: missing or not an object");
   MR_RETURN_IF_ERROR(LoadModel(*model));
   MR_RETURN_IF_ERROR(CheckNormalizer(j.value("normalizer", json()), "normalizer"));
-  MR_RETURN_IF_ERROR(ParsePreTokenizer(j.value("pre_tokenizer", json()), "pre_tokenizer",
-                                       &pre_tokenizer));
+  MR_ASSIGN_OR_RETURN(pre_tokenizer,
+                      PreTokenizer::FromJson(j.value("pre_tokenizer", json()), "pre_tokenizer"));
   MR_RETURN_IF_ERROR(CheckDecoder(j.value("decoder", json())));
 
   const json added = j.value("added_tokens", json::array());
@@ -686,8 +319,8 @@ const AddedToken* Tokenizer::Impl::FindAddedTokenAt(std::string_view text, size_
     if (token.special && !parse_special) continue;
     if (!text.substr(pos).starts_with(token.content)) continue;
     const size_t end = pos + token.content.size();
-    if (token.single_word && ((pos > 0 && IsWordByte(text[pos - 1])) ||
-                              (end < text.size() && IsWordByte(text[end])))) {
+    if (token.single_word &&
+        ((pos > 0 && IsWordByte(text[pos - 1])) || (end < text.size() && IsWordByte(text[end])))) {
       continue;
     }
     return &token;
@@ -698,13 +331,13 @@ const AddedToken* Tokenizer::Impl::FindAddedTokenAt(std::string_view text, size_
 void Tokenizer::Impl::Encode(std::string_view text, bool parse_special,
                              std::vector<int32_t>* ids) const {
   const auto encode_plain = [&](std::string_view plain) {
-    for (const std::string& piece : PreTokenize(plain)) EncodePiece(piece, ids);
+    for (const std::string& piece : pre_tokenizer.Split(plain)) EncodePiece(piece, ids);
   };
   size_t plain_begin = 0;  // Start of the text not yet encoded.
   size_t pos = 0;
   while (pos < text.size()) {
-    const AddedToken* token = added_tokens.empty() ? nullptr
-                                                   : FindAddedTokenAt(text, pos, parse_special);
+    const AddedToken* token =
+        added_tokens.empty() ? nullptr : FindAddedTokenAt(text, pos, parse_special);
     if (token == nullptr) {
       ++pos;
       continue;
@@ -721,19 +354,6 @@ void Tokenizer::Impl::Encode(std::string_view text, bool parse_special,
     pos = plain_begin = end;
   }
   encode_plain(text.substr(plain_begin));
-}
-
-std::vector<std::string> Tokenizer::Impl::PreTokenize(std::string_view text) const {
-  std::vector<std::string> pieces;
-  if (text.empty()) return pieces;
-  pieces.emplace_back(text);
-  std::vector<std::string> next;
-  for (const PreTokenizerStep& step : pre_tokenizer) {
-    next.clear();
-    for (const std::string& piece : pieces) ApplyStep(step, piece, &next);
-    pieces.swap(next);
-  }
-  return pieces;
 }
 
 // BPE over one piece: start from one symbol per byte and repeatedly apply the
@@ -783,8 +403,8 @@ void Tokenizer::Impl::EncodePiece(std::string_view piece, std::vector<int32_t>* 
     if (right < 0) return;
     const auto it = merges.find(PairKey(symbols[left].id, symbols[right].id));
     if (it == merges.end()) return;
-    queue.push({it->second.rank, left, right, symbols[left].id, symbols[right].id,
-                it->second.merged_id});
+    queue.push(
+        {it->second.rank, left, right, symbols[left].id, symbols[right].id, it->second.merged_id});
   };
   for (int32_t i = 0; i + 1 < static_cast<int32_t>(symbols.size()); ++i) push_pair(i);
 
@@ -863,7 +483,7 @@ std::optional<int32_t> Tokenizer::TokenId(std::string_view content) const {
 }
 
 std::vector<std::string> Tokenizer::PreTokenize(std::string_view text) const {
-  return impl_->PreTokenize(text);
+  return impl_->pre_tokenizer.Split(text);
 }
 
 // ---------------------------------------------------------------------------
@@ -902,17 +522,16 @@ json MakeByteLevelTokenizerJson(int32_t vocab_size, const std::string& eos_token
   }
   CHECK_EQ(next_id, eos_id);
 
-  json pre_tokenizer = {
-      {"type", "Sequence"},
-      {"pretokenizers",
-       {{{"type", "Split"},
-         {"pattern", {{"Regex", kQwen2Regex}}},
-         {"behavior", "Isolated"},
-         {"invert", false}},
-        {{"type", "ByteLevel"},
-         {"add_prefix_space", false},
-         {"trim_offsets", false},
-         {"use_regex", false}}}}};
+  json pre_tokenizer = {{"type", "Sequence"},
+                        {"pretokenizers",
+                         {{{"type", "Split"},
+                           {"pattern", {{"Regex", kQwen2Regex}}},
+                           {"behavior", "Isolated"},
+                           {"invert", false}},
+                          {{"type", "ByteLevel"},
+                           {"add_prefix_space", false},
+                           {"trim_offsets", false},
+                           {"use_regex", false}}}}};
   return {{"version", "1.0"},
           {"truncation", nullptr},
           {"padding", nullptr},

@@ -107,7 +107,7 @@ void AppendUtf8(uint32_t cp, std::string* out) {
 // combining marks.
 std::string RandomUtf8(std::mt19937& rng, size_t num_chars) {
   static constexpr std::pair<uint32_t, uint32_t> kRanges[] = {
-      {0x20, 0x7E},     {0x0A, 0x0A},   {0xA0, 0xFF},   {0x391, 0x3C9}, {0x300, 0x36F},
+      {0x20, 0x7E},     {0x0A, 0x0A},     {0xA0, 0xFF},       {0x391, 0x3C9},  {0x300, 0x36F},
       {0x4E00, 0x4FFF}, {0x3040, 0x30FF}, {0x1F600, 0x1F64F}, {0x2000, 0x206F}};
   std::uniform_int_distribution<size_t> pick_range(0, std::size(kRanges) - 1);
   std::string s;
@@ -327,7 +327,8 @@ TEST(TokenizerTest, DeepSeekV3Regexes) {
   const Tokenizer t = WithPreTokenizer(
       {{"type", "Sequence"},
        {"pretokenizers",
-        {SplitRegex(kDeepSeekV3Regex1), SplitRegex(kDeepSeekV3Regex2),
+        {SplitRegex(kDeepSeekV3Regex1),
+         SplitRegex(kDeepSeekV3Regex2),
          SplitRegex(kDeepSeekV3Regex3),
          {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}}}});
   EXPECT_EQ(t.PreTokenize("Hello world's 123!"),
@@ -339,16 +340,15 @@ TEST(TokenizerTest, DeepSeekV3Regexes) {
 TEST(TokenizerTest, Gpt4oRegex) {
   const Tokenizer t = WithPreTokenizer(SplitRegex(kGpt4oRegex));
   EXPECT_EQ(t.PreTokenize("Hello world's 123!"), Pieces({"Hello", " world's", " ", "123", "!"}));
-  EXPECT_EQ(t.PreTokenize("I'M fine, you're 1234567 OK?\r\n  x"),
-            Pieces({"I'M", " fine", ",", " you're", " ", "123", "456", "7", " OK", "?\r\n", " ",
-                    " x"}));
+  EXPECT_EQ(
+      t.PreTokenize("I'M fine, you're 1234567 OK?\r\n  x"),
+      Pieces({"I'M", " fine", ",", " you're", " ", "123", "456", "7", " OK", "?\r\n", " ", " x"}));
 }
 
 TEST(TokenizerTest, ByteLevelPreTokenizer) {
-  const Tokenizer gpt2 = WithPreTokenizer(
-      {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}});
-  EXPECT_EQ(gpt2.PreTokenize("Hello world's 123!"),
-            Pieces({"Hello", " world", "'s", " 123", "!"}));
+  const Tokenizer gpt2 =
+      WithPreTokenizer({{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}});
+  EXPECT_EQ(gpt2.PreTokenize("Hello world's 123!"), Pieces({"Hello", " world", "'s", " 123", "!"}));
   EXPECT_EQ(gpt2.PreTokenize("I'M fine?\r\n  x"),
             Pieces({"I", "'", "M", " fine", "?", "\r\n ", " x"}));
   const Tokenizer prefixed = WithPreTokenizer({{"type", "ByteLevel"}, {"add_prefix_space", true}});
@@ -359,8 +359,7 @@ TEST(TokenizerTest, ByteLevelPreTokenizer) {
 }
 
 TEST(TokenizerTest, DigitsPreTokenizer) {
-  const Tokenizer individual =
-      WithPreTokenizer({{"type", "Digits"}, {"individual_digits", true}});
+  const Tokenizer individual = WithPreTokenizer({{"type", "Digits"}, {"individual_digits", true}});
   EXPECT_EQ(individual.PreTokenize("abc123de4"), Pieces({"abc", "1", "2", "3", "de", "4"}));
   EXPECT_EQ(individual.PreTokenize("x٣٤"), Pieces({"x", "٣", "٤"}));  // Arabic-Indic digits.
   const Tokenizer runs = WithPreTokenizer({{"type", "Digits"}, {"individual_digits", false}});
@@ -377,8 +376,7 @@ TEST(TokenizerTest, SplitBehaviors) {
   const std::string text = "a-b--c";
   EXPECT_EQ(split("Isolated", false).PreTokenize(text), Pieces({"a", "-", "b", "-", "-", "c"}));
   EXPECT_EQ(split("Removed", false).PreTokenize(text), Pieces({"a", "b", "c"}));
-  EXPECT_EQ(split("MergedWithPrevious", false).PreTokenize(text),
-            Pieces({"a-", "b-", "-", "c"}));
+  EXPECT_EQ(split("MergedWithPrevious", false).PreTokenize(text), Pieces({"a-", "b-", "-", "c"}));
   EXPECT_EQ(split("MergedWithNext", false).PreTokenize(text), Pieces({"a", "-b", "-", "-c"}));
   EXPECT_EQ(split("Contiguous", false).PreTokenize(text), Pieces({"a", "-", "b", "--", "c"}));
   EXPECT_EQ(split("Removed", true).PreTokenize("a-b-c"), Pieces({"-", "-"}));
@@ -387,7 +385,9 @@ TEST(TokenizerTest, SplitBehaviors) {
 
 TEST(TokenizerTest, InvalidUtf8IsNeverMatchedByRegexes) {
   const Tokenizer t = WithPreTokenizer(SplitRegex(kQwen2Regex));
-  EXPECT_EQ(t.PreTokenize("ab\xff" "cd ef"), Pieces({"ab", "\xff", "cd", " ef"}));
+  EXPECT_EQ(t.PreTokenize("ab\xff"
+                          "cd ef"),
+            Pieces({"ab", "\xff", "cd", " ef"}));
 }
 
 // ---------------------------------------------------------------------------
@@ -453,14 +453,14 @@ TEST(TokenizerTest, PipelineErrors) {
                         {"pretokenizers", {{{"type", "Digits"}}, {{"type", "Whitespace"}}}}})
                 .find("pre_tokenizer.pretokenizers[1].type"),
             std::string::npos);
-  EXPECT_NE(error_with("pre_tokenizer", SplitRegex("(unclosed")).find("pre_tokenizer.pattern.Regex"),
-            std::string::npos);
+  EXPECT_NE(
+      error_with("pre_tokenizer", SplitRegex("(unclosed")).find("pre_tokenizer.pattern.Regex"),
+      std::string::npos);
   json bad_behavior = SplitRegex("a");
   bad_behavior["behavior"] = "Sideways";
   EXPECT_NE(error_with("pre_tokenizer", bad_behavior).find("pre_tokenizer.behavior"),
             std::string::npos);
-  EXPECT_NE(error_with("decoder", {{"type", "WordPiece"}}).find("decoder.type"),
-            std::string::npos);
+  EXPECT_NE(error_with("decoder", {{"type", "WordPiece"}}).find("decoder.type"), std::string::npos);
   EXPECT_NE(error_with("added_tokens", {{{"content", "<x>"}}}).find("added_tokens[0].id"),
             std::string::npos);
   EXPECT_NE(error_with("added_tokens", {{{"id", 30}}}).find("added_tokens[0].content"),
