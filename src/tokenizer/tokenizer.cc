@@ -490,6 +490,7 @@ std::vector<std::string> Tokenizer::PreTokenize(std::string_view text) const {
 
 json MakeByteLevelTokenizerJson(int32_t vocab_size, const std::string& eos_token) {
   CHECK_GE(vocab_size, 257);
+  CHECK(!eos_token.empty());
   const ByteAlphabet& alphabet = ByteAlphabet::Get();
   json vocab = json::object();
   json merges = json::array();

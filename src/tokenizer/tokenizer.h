@@ -82,7 +82,7 @@ class Tokenizer {
 // appending letters) fill ids 256..vocab_size-2, and id vocab_size-1 is the
 // special added token `eos_token`. Pre-tokenizer: the Qwen2 Split regex followed
 // by ByteLevel(use_regex=false); normalizer null; decoder ByteLevel.
-// Precondition (CHECKed): vocab_size >= 257.
+// Preconditions (CHECKed): vocab_size >= 257, eos_token not empty.
 nlohmann::json MakeByteLevelTokenizerJson(int32_t vocab_size, const std::string& eos_token);
 
 }  // namespace moerack

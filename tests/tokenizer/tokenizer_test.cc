@@ -6,6 +6,7 @@
 #include <fstream>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace moerack {
@@ -295,6 +296,28 @@ TEST(TokenizerTest, GeneratedEosIsSpecial) {
   EXPECT_EQ(std::count(literal.begin(), literal.end(), 999), 0);
   EXPECT_EQ(t.Decode(literal), "hi<|endoftext|>there");
   EXPECT_EQ(t.Decode(t.Encode("hi<|endoftext|>there")), "hi<|endoftext|>there");
+}
+
+TEST(TokenizerTest, ConcurrentEncodesAgree) {
+  const Tokenizer t = Load(MakeByteLevelTokenizerJson(2000, "<|endoftext|>"));
+  std::mt19937 rng(11);
+  std::vector<std::string> texts;
+  for (int i = 0; i < 64; ++i) texts.push_back(RandomUtf8(rng, 200) + "<|endoftext|>");
+  std::vector<Ids> expected;
+  for (const std::string& text : texts) expected.push_back(t.Encode(text));
+  std::vector<int> num_mismatches(4, 0);
+  std::vector<std::thread> threads;
+  for (int k = 0; k < 4; ++k) {
+    threads.emplace_back([&, k] {
+      const Tokenizer copy = t;  // Copies share the immutable state.
+      for (int round = 0; round < 5; ++round) {
+        for (size_t i = 0; i < texts.size(); ++i)
+          num_mismatches[k] += copy.Encode(texts[i]) != expected[i];
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(num_mismatches, std::vector<int>(4, 0));
 }
 
 TEST(TokenizerTest, LongInputsAreFast) {

@@ -1,0 +1,360 @@
+// Tests of the safetensors reader and writer: round trips through
+// WriteSafetensors and WeightStore, sharded checkpoints, and rejection of every
+// malformed file the header validation promises to catch, each with a message
+// that names the problem.
+#include "model/safetensors.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/mapped_file.h"
+
+namespace moerack {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+std::string Bf16Bytes(const std::vector<float>& values) {
+  std::string bytes(values.size() * 2, '\0');
+  for (size_t i = 0; i < values.size(); ++i) {
+    const uint16_t b = F32ToBF16(values[i]);
+    std::memcpy(bytes.data() + 2 * i, &b, 2);
+  }
+  return bytes;
+}
+
+std::string F32Bytes(const std::vector<float>& values) {
+  return std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
+}
+
+// A safetensors file from its parts: 8-byte little-endian header length, the
+// header text exactly as given (no padding), then the data section.
+std::string SafetensorsBytes(const std::string& header, const std::string& data) {
+  const uint64_t n = header.size();
+  std::string bytes(reinterpret_cast<const char*>(&n), 8);
+  return bytes + header + data;
+}
+
+// A header entry, e.g. Entry("F32", {2}, 0, 8).
+json Entry(const std::string& dtype, const std::vector<int64_t>& shape, uint64_t begin,
+           uint64_t end) {
+  return json{{"dtype", dtype}, {"shape", shape}, {"data_offsets", json::array({begin, end})}};
+}
+
+std::vector<float> ReadFloats(const TensorView& v) {
+  std::vector<float> out(static_cast<size_t>(v.numel()));
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (v.dtype == DType::kBF16) {
+      out[i] = BF16ToF32(v.as<const uint16_t>()[i]);
+    } else {
+      out[i] = v.as<const float>()[i];
+    }
+  }
+  return out;
+}
+
+std::vector<int64_t> ShapeOf(const TensorView& v) {
+  return std::vector<int64_t>(v.shape.begin(), v.shape.begin() + v.ndim);
+}
+
+class SafetensorsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = (fs::path(::testing::TempDir()) /
+            ("safetensors_test_" + std::string(info->name()) + "_" + std::to_string(::getpid())))
+               .string();
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string PathOf(const std::string& name) const { return (fs::path(dir_) / name).string(); }
+
+  std::string WriteFile(const std::string& name, const std::string& contents) const {
+    const std::string path = PathOf(name);
+    EXPECT_TRUE(WriteStringToFile(path, contents).ok()) << path;
+    return path;
+  }
+
+  // The error message of parsing `bytes` in memory; fails the test if it parses.
+  static std::string ParseError(const std::string& bytes) {
+    size_t data_offset = 0;
+    auto entries = ParseSafetensorsHeader(reinterpret_cast<const uint8_t*>(bytes.data()),
+                                          bytes.size(), &data_offset);
+    EXPECT_FALSE(entries.ok()) << "parsed a malformed header";
+    return entries.ok() ? "" : entries.status().message();
+  }
+
+  // Expects `bytes` to be rejected with a message containing `problem`, both by
+  // ParseSafetensorsHeader and by WeightStore::Open on a directory holding
+  // them as model.safetensors (whose message must also name the file).
+  void ExpectRejected(const std::string& bytes, const std::string& problem) {
+    EXPECT_NE(ParseError(bytes).find(problem), std::string::npos)
+        << "message: " << ParseError(bytes) << "\nwanted: " << problem;
+    const std::string path = WriteFile("model.safetensors", bytes);
+    auto store = WeightStore::Open(dir_);
+    ASSERT_FALSE(store.ok()) << "opened a malformed file";
+    const std::string& message = store.status().message();
+    EXPECT_NE(message.find(problem), std::string::npos) << message << "\nwanted: " << problem;
+    EXPECT_NE(message.find(path), std::string::npos) << message << "\nwanted the path " << path;
+  }
+
+  std::unique_ptr<WeightStore> OpenOrDie(const std::string& dir) const {
+    auto store = WeightStore::Open(dir);
+    EXPECT_TRUE(store.ok()) << store.status().message();
+    return store.ok() ? std::move(store).value() : nullptr;
+  }
+
+  std::string dir_;
+};
+
+TEST_F(SafetensorsTest, RoundTripKeepsValuesShapesAndDtypes) {
+  const std::vector<float> bf16_values = {1.0f, -2.5f, 0.15625f, 3e5f, -0.0f, 7.0f};
+  const std::vector<float> f32_values = {0.1f, -1e-30f, 12345.678f, 3.0f};
+  std::vector<TensorToWrite> tensors = {
+      {"w.bf16", DType::kBF16, {2, 3}, Bf16Bytes(bf16_values)},
+      {"b.f32", DType::kF32, {4}, F32Bytes(f32_values)},
+      {"scalar", DType::kF32, {}, F32Bytes({42.5f})},
+      {"empty", DType::kBF16, {0, 5}, ""},
+  };
+  ASSERT_TRUE(WriteSafetensors(PathOf("model.safetensors"), tensors).ok());
+  auto store = OpenOrDie(dir_);
+  ASSERT_NE(store, nullptr);
+
+  EXPECT_EQ(store->Names(), (std::vector<std::string>{"b.f32", "empty", "scalar", "w.bf16"}));
+  auto w = store->Get("w.bf16", {2, 3}, {DType::kBF16});
+  ASSERT_TRUE(w.ok()) << w.status().message();
+  for (size_t i = 0; i < bf16_values.size(); ++i) {
+    EXPECT_EQ(ReadFloats(*w)[i], BF16ToF32(F32ToBF16(bf16_values[i]))) << i;
+  }
+  auto b = store->Get("b.f32", {4}, {DType::kF32});
+  ASSERT_TRUE(b.ok()) << b.status().message();
+  EXPECT_EQ(ReadFloats(*b), f32_values);
+
+  auto scalar = store->Get("scalar", {}, {DType::kF32});
+  ASSERT_TRUE(scalar.ok()) << scalar.status().message();
+  EXPECT_EQ(scalar->ndim, 0);
+  EXPECT_EQ(scalar->numel(), 1);
+  EXPECT_EQ(ReadFloats(*scalar), std::vector<float>{42.5f});
+
+  auto empty = store->Get("empty", {0, 5}, {DType::kBF16});
+  ASSERT_TRUE(empty.ok()) << empty.status().message();
+  EXPECT_EQ(empty->numel(), 0);
+  EXPECT_EQ(empty->nbytes(), 0);
+  EXPECT_EQ(store->FileOf("scalar"), PathOf("model.safetensors"));
+}
+
+TEST_F(SafetensorsTest, WrittenHeaderIsPaddedAndNamesDtypes) {
+  ASSERT_TRUE(WriteSafetensors(PathOf("a.safetensors"),
+                               {{"x", DType::kF32, {3}, F32Bytes({1, 2, 3})}})
+                  .ok());
+  auto bytes = ReadFileToString(PathOf("a.safetensors"));
+  ASSERT_TRUE(bytes.ok());
+  uint64_t n = 0;
+  std::memcpy(&n, bytes->data(), 8);
+  EXPECT_EQ((8 + n) % 8, 0u);
+  EXPECT_EQ(bytes->size(), 8 + n + 12);
+  const json header = json::parse(bytes->substr(8, n));
+  EXPECT_EQ(header["x"], Entry("F32", {3}, 0, 12));
+}
+
+TEST_F(SafetensorsTest, ShardedCheckpointReadsEveryShardInTheIndex) {
+  ASSERT_TRUE(WriteSafetensors(PathOf("model-00001-of-00002.safetensors"),
+                               {{"a", DType::kF32, {2}, F32Bytes({1, 2})},
+                                {"b", DType::kBF16, {1}, Bf16Bytes({3})}})
+                  .ok());
+  ASSERT_TRUE(WriteSafetensors(PathOf("model-00002-of-00002.safetensors"),
+                               {{"c", DType::kF32, {1, 2}, F32Bytes({4, 5})}})
+                  .ok());
+  // Not in the index, and it would clash with shard 1: the index must win.
+  ASSERT_TRUE(
+      WriteSafetensors(PathOf("stray.safetensors"), {{"a", DType::kF32, {1}, F32Bytes({9})}}).ok());
+  const json index = {{"metadata", {{"total_size", 20}}},
+                      {"weight_map",
+                       {{"a", "model-00001-of-00002.safetensors"},
+                        {"b", "model-00001-of-00002.safetensors"},
+                        {"c", "model-00002-of-00002.safetensors"}}}};
+  WriteFile("model.safetensors.index.json", index.dump(2));
+
+  auto store = OpenOrDie(dir_);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->Names(), (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(ReadFloats(*store->Get("a")), (std::vector<float>{1, 2}));
+  EXPECT_EQ(ReadFloats(*store->Get("b")), (std::vector<float>{3}));
+  auto c = store->Get("c", {1, 2}, {DType::kF32});
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(ReadFloats(*c), (std::vector<float>{4, 5}));
+  EXPECT_EQ(store->FileOf("c"), PathOf("model-00002-of-00002.safetensors"));
+}
+
+TEST_F(SafetensorsTest, MisalignedTensorsReadBackCorrectly) {
+  json header = {{"f32", Entry("F32", {3}, 0, 12)}, {"bf16", Entry("BF16", {2}, 12, 16)}};
+  std::string text = header.dump();
+  if ((8 + text.size()) % 2 == 0) text += ' ';  // data section at an odd offset
+  const std::string data = F32Bytes({1.5f, -2.0f, 1e10f}) + Bf16Bytes({0.5f, -3.0f});
+  WriteFile("model.safetensors", SafetensorsBytes(text, data));
+
+  auto store = OpenOrDie(dir_);
+  ASSERT_NE(store, nullptr);
+  auto f32 = store->Get("f32", {3}, {DType::kF32});
+  ASSERT_TRUE(f32.ok()) << f32.status().message();
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(f32->data) % alignof(float), 0u);
+  EXPECT_EQ(ReadFloats(*f32), (std::vector<float>{1.5f, -2.0f, 1e10f}));
+  auto bf16 = store->Get("bf16", {2}, {DType::kBF16});
+  ASSERT_TRUE(bf16.ok()) << bf16.status().message();
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(bf16->data) % alignof(uint16_t), 0u);
+  EXPECT_EQ(ReadFloats(*bf16), (std::vector<float>{0.5f, -3.0f}));
+}
+
+TEST_F(SafetensorsTest, RejectsFileShorterThanLengthPrefix) {
+  ExpectRejected("abc", "too small");
+}
+
+TEST_F(SafetensorsTest, RejectsHeaderLengthPastEndOfFile) {
+  const std::string header = json{{"x", Entry("F32", {4}, 0, 16)}}.dump();
+  const std::string whole = SafetensorsBytes(header, F32Bytes({1, 2, 3, 4}));
+  ExpectRejected(whole.substr(0, 8 + header.size() / 2), "runs past the end of the file");
+}
+
+TEST_F(SafetensorsTest, RejectsHeaderOver100MB) {
+  uint64_t n = 200'000'000;
+  std::string bytes(reinterpret_cast<const char*>(&n), 8);
+  ExpectRejected(bytes + "{}", "exceeds 100 MB");
+}
+
+TEST_F(SafetensorsTest, RejectsHeaderNotStartingWithBrace) {
+  ExpectRejected(SafetensorsBytes("[1, 2]  ", ""), "does not start with '{'");
+  ExpectRejected(SafetensorsBytes("", ""), "does not start with '{'");
+}
+
+TEST_F(SafetensorsTest, RejectsInvalidJson) {
+  ExpectRejected(SafetensorsBytes(R"({"x": {"dtype": "F32", )", ""), "not valid JSON");
+}
+
+TEST_F(SafetensorsTest, RejectsUnknownDtype) {
+  const json header = {{"x", Entry("Q4_K", {4}, 0, 16)}};
+  ExpectRejected(SafetensorsBytes(header.dump(), std::string(16, '\0')),
+                 "tensor 'x': unsupported dtype \"Q4_K\"");
+}
+
+TEST_F(SafetensorsTest, RejectsShapeNotMatchingByteRange) {
+  const json header = {{"x", Entry("F32", {2, 2}, 0, 12)}};
+  ExpectRejected(SafetensorsBytes(header.dump(), std::string(12, '\0')),
+                 "tensor 'x': F32 [2, 2] needs 16 bytes but data_offsets span 12");
+}
+
+TEST_F(SafetensorsTest, RejectsOffsetsOutsideDataSection) {
+  const json header = {{"x", Entry("F32", {25}, 0, 100)}};
+  ExpectRejected(SafetensorsBytes(header.dump(), std::string(16, '\0')),
+                 "tensor 'x': data_offsets [0, 100) outside the data section of 16 bytes");
+  const json reversed = {{"x", Entry("F32", {0}, 8, 4)}};
+  ExpectRejected(SafetensorsBytes(reversed.dump(), std::string(8, '\0')),
+                 "tensor 'x': data_offsets [8, 4)");
+}
+
+TEST_F(SafetensorsTest, RejectsOverlappingTensors) {
+  const json header = {{"a", Entry("F32", {2}, 0, 8)}, {"b", Entry("F32", {2}, 4, 12)}};
+  ExpectRejected(SafetensorsBytes(header.dump(), std::string(12, '\0')),
+                 "tensor 'b' overlaps another tensor");
+}
+
+TEST_F(SafetensorsTest, RejectsHoleInDataSection) {
+  const json header = {{"a", Entry("F32", {1}, 0, 4)}, {"b", Entry("F32", {1}, 8, 12)}};
+  ExpectRejected(SafetensorsBytes(header.dump(), std::string(12, '\0')),
+                 "hole before tensor 'b'");
+}
+
+TEST_F(SafetensorsTest, RejectsTrailingBytesOfNoTensor) {
+  const json header = {{"a", Entry("F32", {1}, 0, 4)}};
+  ExpectRejected(SafetensorsBytes(header.dump(), std::string(8, '\0')),
+                 "4 bytes that belong to no tensor");
+}
+
+TEST_F(SafetensorsTest, RejectsTensorInTwoShards) {
+  ASSERT_TRUE(
+      WriteSafetensors(PathOf("s1.safetensors"), {{"a", DType::kF32, {1}, F32Bytes({1})}}).ok());
+  ASSERT_TRUE(WriteSafetensors(PathOf("s2.safetensors"),
+                               {{"a", DType::kF32, {1}, F32Bytes({2})},
+                                {"b", DType::kF32, {1}, F32Bytes({3})}})
+                  .ok());
+  WriteFile("model.safetensors.index.json",
+            json{{"weight_map", {{"a", "s1.safetensors"}, {"b", "s2.safetensors"}}}}.dump());
+  auto store = WeightStore::Open(dir_);
+  ASSERT_FALSE(store.ok());
+  const std::string& message = store.status().message();
+  EXPECT_NE(message.find("tensor 'a' also in"), std::string::npos) << message;
+  EXPECT_NE(message.find(PathOf("s1.safetensors")), std::string::npos) << message;
+  EXPECT_NE(message.find(PathOf("s2.safetensors")), std::string::npos) << message;
+}
+
+TEST_F(SafetensorsTest, RejectsMissingShardFile) {
+  ASSERT_TRUE(WriteSafetensors(PathOf("model-00001-of-00002.safetensors"),
+                               {{"a", DType::kF32, {1}, F32Bytes({1})}})
+                  .ok());
+  WriteFile("model.safetensors.index.json",
+            json{{"weight_map",
+                  {{"a", "model-00001-of-00002.safetensors"},
+                   {"b", "model-00002-of-00002.safetensors"}}}}
+                .dump());
+  auto store = WeightStore::Open(dir_);
+  ASSERT_FALSE(store.ok());
+  const std::string& message = store.status().message();
+  EXPECT_NE(message.find(PathOf("model-00002-of-00002.safetensors") + ": cannot open"),
+            std::string::npos)
+      << message;
+}
+
+TEST_F(SafetensorsTest, RejectsMissingDirectoryAndDirectoryWithoutWeights) {
+  auto missing = WeightStore::Open(PathOf("no-such-dir"));
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find(PathOf("no-such-dir") + ": model directory not found"),
+            std::string::npos)
+      << missing.status().message();
+  auto empty = WeightStore::Open(dir_);
+  ASSERT_FALSE(empty.ok());
+  EXPECT_NE(empty.status().message().find("no *.safetensors files"), std::string::npos)
+      << empty.status().message();
+}
+
+TEST_F(SafetensorsTest, GetNamesTheTensorOnWrongShapeDtypeOrName) {
+  ASSERT_TRUE(WriteSafetensors(PathOf("model.safetensors"),
+                               {{"layer.w", DType::kBF16, {2, 3}, Bf16Bytes({1, 2, 3, 4, 5, 6})}})
+                  .ok());
+  auto store = OpenOrDie(dir_);
+  ASSERT_NE(store, nullptr);
+
+  auto wrong_shape = store->Get("layer.w", {3, 2}, {DType::kBF16});
+  ASSERT_FALSE(wrong_shape.ok());
+  EXPECT_NE(wrong_shape.status().message().find(
+                "tensor 'layer.w' in " + PathOf("model.safetensors") + ": shape [2, 3], expected [3, 2]"),
+            std::string::npos)
+      << wrong_shape.status().message();
+
+  auto wrong_dtype = store->Get("layer.w", {2, 3}, {DType::kF32, DType::kF16});
+  ASSERT_FALSE(wrong_dtype.ok());
+  EXPECT_NE(wrong_dtype.status().message().find(
+                "tensor 'layer.w' in " + PathOf("model.safetensors") + ": dtype BF16, expected F32 or F16"),
+            std::string::npos)
+      << wrong_dtype.status().message();
+
+  auto missing = store->Get("layer.v", {2, 3}, {DType::kBF16});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("missing tensor 'layer.v'"), std::string::npos)
+      << missing.status().message();
+  EXPECT_FALSE(store->Has("layer.v"));
+  EXPECT_TRUE(store->Has("layer.w"));
+}
+
+}  // namespace
+}  // namespace moerack
