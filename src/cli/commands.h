@@ -13,5 +13,6 @@ Command RegisterGenerate(CLI::App& app);
 Command RegisterLogits(CLI::App& app);
 Command RegisterRandomModel(CLI::App& app);
 Command RegisterMembw(CLI::App& app);
+Command RegisterEval(CLI::App& app);
 
 }  // namespace moerack::cli

@@ -30,6 +30,16 @@ StatusOr<std::vector<int32_t>> ParseTokenList(const std::string& text, const std
   return ids;
 }
 
+Status CheckTokenIds(const std::vector<int32_t>& ids, int vocab_size, const std::string& flag) {
+  for (int32_t t : ids) {
+    if (t < 0 || t >= vocab_size) {
+      return Error(flag + ": token id " + std::to_string(t) + " is out of range [0, " +
+                   std::to_string(vocab_size) + ")");
+    }
+  }
+  return Status::Ok();
+}
+
 int Fail(const std::string& command, const Status& status) {
   std::cerr << "moerack " << command << ": " << status.message() << std::endl;
   return 1;

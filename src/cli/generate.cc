@@ -5,6 +5,8 @@
 #include <iostream>
 #include <memory>
 
+#include <limits>
+
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "engine/engine.h"
@@ -30,6 +32,7 @@ struct GenerateFlags {
   int64_t max_batched_tokens = 2048;
   int64_t kv_cache_tokens = 0;
   bool output_tokens = false;
+  bool use_tokens = false;  // --tokens was given (possibly empty)
 };
 
 int RunGenerate(const GenerateFlags& f) {
@@ -48,9 +51,10 @@ int RunGenerate(const GenerateFlags& f) {
     tokenizer = std::make_unique<Tokenizer>(std::move(t).value());
   }
   std::vector<int32_t> prompt;
-  if (!f.tokens.empty()) {
+  if (f.use_tokens) {
     auto ids = ParseTokenList(f.tokens, "--tokens");
     if (!ids.ok()) return Fail(cmd, ids.status());
+    if (Status st = CheckTokenIds(*ids, config.vocab_size, "--tokens"); !st.ok()) return Fail(cmd, st);
     prompt = *ids;
   } else {
     if (!tokenizer) return Fail(cmd, Error(tok_path + ": not found; pass --tokens instead of --prompt"));
@@ -109,9 +113,9 @@ Command RegisterGenerate(CLI::App& app) {
   auto* prompt = app.add_option("--prompt", f->prompt, "Prompt text");
   auto* tokens = app.add_option("--tokens", f->tokens, "Prompt as token ids, e.g. 1,2,3");
   prompt->excludes(tokens);
-  app.add_option("--max-tokens", f->max_tokens, "Tokens to generate per sequence")->check(CLI::PositiveNumber);
-  app.add_option("--temperature", f->temperature, "Sampling temperature (0: greedy)")->check(CLI::NonNegativeNumber);
-  app.add_option("--top-k", f->top_k, "Keep the k most likely tokens (0: all)")->check(CLI::NonNegativeNumber);
+  app.add_option("--max-tokens", f->max_tokens, "Tokens to generate per sequence")->check(CLI::Range(1, std::numeric_limits<int>::max()));
+  app.add_option("--temperature", f->temperature, "Sampling temperature (0: greedy)")->check(CLI::Range(0.0, 100.0));
+  app.add_option("--top-k", f->top_k, "Keep the k most likely tokens (0: all)")->check(CLI::Range(0, std::numeric_limits<int>::max()));
   app.add_option("--top-p", f->top_p, "Nucleus sampling mass in (0, 1]");
   app.add_option("--seed", f->seed, "Random seed (sequence i uses seed + i)");
   app.add_option("--stop", f->stop, "Stop string (repeatable)");
@@ -119,16 +123,17 @@ Command RegisterGenerate(CLI::App& app) {
   app.add_option("--num-seqs", f->num_seqs, "Copies of the request, batched")->check(CLI::Range(1, 4096));
   app.add_option("--threads", f->threads, "Computing threads")->check(CLI::Range(1, 1024));
   app.add_option("--max-model-len", f->max_model_len, "Max prompt + generated tokens (default: the model's)")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, std::numeric_limits<int>::max()));
   app.add_option("--max-batched-tokens", f->max_batched_tokens, "Token budget per engine step")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, std::numeric_limits<int>::max()));
   app.add_option("--kv-cache-tokens", f->kv_cache_tokens, "KV cache capacity in tokens (default: enough for all)")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, std::numeric_limits<int>::max()));
   app.add_flag("--output-tokens", f->output_tokens, "Print generated token ids instead of text");
   return [f, prompt, tokens] {
     if (prompt->count() == 0 && tokens->count() == 0) {
       return Fail("generate", Error("one of --prompt or --tokens is required"));
     }
+    f->use_tokens = tokens->count() > 0;
     return RunGenerate(*f);
   };
 }

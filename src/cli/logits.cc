@@ -3,6 +3,8 @@
 // decode steps through the KV cache.
 #include <algorithm>
 
+#include <limits>
+
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/npy.h"
@@ -32,12 +34,7 @@ int RunLogits(const LogitsFlags& f) {
   Model& model = **loaded;
   const ModelConfig& c = model.config();
   const int64_t n = static_cast<int64_t>(ids->size());
-  for (int32_t t : *ids) {
-    if (t >= c.vocab_size) {
-      return Fail(cmd, Error("--tokens: token id " + std::to_string(t) + " is out of range [0, " +
-                             std::to_string(c.vocab_size) + ")"));
-    }
-  }
+  if (Status st = CheckTokenIds(*ids, c.vocab_size, "--tokens"); !st.ok()) return Fail(cmd, st);
   const int64_t max_len = f.max_model_len > 0 ? f.max_model_len : c.max_position_embeddings;
   if (n > max_len) {
     return Fail(cmd, Error("--tokens: " + std::to_string(n) + " tokens exceed --max-model-len " +
@@ -77,9 +74,9 @@ Command RegisterLogits(CLI::App& app) {
   app.add_option("--tokens", f->tokens, "Token ids, e.g. 1,2,3")->required();
   app.add_option("--out", f->out, "Output .npy file, float32 [n_tokens, vocab]")->required();
   app.add_option("--decode-from", f->decode_from, "Prefill this many tokens, then decode one at a time")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, std::numeric_limits<int>::max()));
   app.add_option("--threads", f->threads, "Computing threads")->check(CLI::Range(1, 1024));
-  app.add_option("--max-model-len", f->max_model_len, "Max tokens (default: the model's)")->check(CLI::PositiveNumber);
+  app.add_option("--max-model-len", f->max_model_len, "Max tokens (default: the model's)")->check(CLI::Range(1, std::numeric_limits<int>::max()));
   return [f] { return RunLogits(*f); };
 }
 

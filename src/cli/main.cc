@@ -10,6 +10,10 @@ int main(int argc, char** argv) {
   CLI::App app{"moerack: Mixture-of-Experts inference engine and rack-scale simulator"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Help for every subcommand");
+  // Bad flags: one line naming the problem, like every other error.
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return std::string("moerack: ") + e.what() + " (see --help)\n";
+  });
   std::map<CLI::App*, moerack::cli::Command> commands;
   auto add = [&](const char* name, const char* help, auto reg) {
     CLI::App* sub = app.add_subcommand(name, help);
@@ -17,6 +21,8 @@ int main(int argc, char** argv) {
   };
   add("generate", "Generate text from a prompt", moerack::cli::RegisterGenerate);
   add("logits", "Write the logits of every position as a float32 .npy", moerack::cli::RegisterLogits);
+  add("eval", "Perplexity and bits per byte of a text (and KL against a reference model)",
+      moerack::cli::RegisterEval);
   add("random-model", "Write a model with random weights for any supported config",
       moerack::cli::RegisterRandomModel);
   add("membw", "Measure memory read bandwidth (the roofline denominator)", moerack::cli::RegisterMembw);

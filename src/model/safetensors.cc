@@ -162,6 +162,16 @@ StatusOr<std::unique_ptr<WeightStore>> WeightStore::Open(const std::string& dir)
       shards.insert(shard);
     }
     for (const auto& s : shards) files.push_back((fs::path(dir) / s).string());
+    MR_ASSIGN_OR_RETURN(auto store, OpenFiles(files));
+    // The index must agree with the shards' own headers.
+    for (const auto& [name, file] : j["weight_map"].items()) {
+      const std::string shard = (fs::path(dir) / file.get<std::string>()).string();
+      if (!store->Has(name)) return Error(index.string() + ": tensor '" + name + "' is not in " + shard);
+      if (store->FileOf(name) != shard) {
+        return Error(index.string() + ": tensor '" + name + "' is in " + store->FileOf(name) + ", not " + shard);
+      }
+    }
+    return store;
   } else {
     for (const auto& e : fs::directory_iterator(dir)) {
       if (e.path().extension() == ".safetensors") files.push_back(e.path().string());
@@ -206,6 +216,16 @@ Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite
   std::vector<const TensorToWrite*> order;
   for (const auto& t : tensors) order.push_back(&t);
   std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->name < b->name; });
+  for (size_t i = 0; i < order.size(); ++i) {
+    const TensorToWrite& t = *order[i];
+    if (i > 0 && order[i - 1]->name == t.name) return Error(path + ": tensor '" + t.name + "' given twice");
+    uint64_t bits = static_cast<uint64_t>(DTypeBits(t.dtype));
+    for (int64_t d : t.shape) bits *= static_cast<uint64_t>(d);
+    if (bits % 8 != 0 || bits / 8 != t.bytes.size()) {
+      return Error(path + ": tensor '" + t.name + "' has " + std::to_string(t.bytes.size()) +
+                   " bytes, its dtype and shape need " + std::to_string(bits / 8));
+    }
+  }
   json header = json::object();
   header["__metadata__"] = {{"format", "pt"}};
   uint64_t offset = 0;

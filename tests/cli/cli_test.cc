@@ -29,7 +29,7 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 constexpr char kQProj[] = "model.layers.0.self_attn.q_proj.weight";  // BF16 [128, 64]
-constexpr int kVocabSize = 300;                                        // of tiny-qwen3-moe
+constexpr int kVocabSize = 300;                                      // of tiny-qwen3-moe
 
 struct RunResult {
   int status = 0;  // as returned by std::system
@@ -114,8 +114,8 @@ class CliTest : public ::testing::Test {
 
   RunResult Generate(const std::string& model, const std::string& tokens,
                      std::vector<std::string> extra = {}) const {
-    std::vector<std::string> args = {"generate", "--model", model, "--tokens", tokens,
-                                     "--max-tokens", "2"};
+    std::vector<std::string> args = {"generate", "--model", model, "--tokens", tokens};
+    args.insert(args.end(), {"--max-tokens", "2"});
     args.insert(args.end(), extra.begin(), extra.end());
     return Run(args);
   }
@@ -149,20 +149,13 @@ class CliTest : public ::testing::Test {
       ASSERT_TRUE(store.ok()) << store.status().message();
       for (const std::string& name : (*store)->Names()) {
         const TensorView v = *(*store)->Get(name);
-        tensors.push_back({name, v.dtype, std::vector<int64_t>(v.shape.begin(), v.shape.begin() + v.ndim),
-                           std::string(static_cast<const char*>(v.data), static_cast<size_t>(v.nbytes()))});
+        tensors.push_back(
+            {name, v.dtype, std::vector<int64_t>(v.shape.begin(), v.shape.begin() + v.ndim),
+             std::string(static_cast<const char*>(v.data), static_cast<size_t>(v.nbytes()))});
       }
     }  // unmapped before the file is rewritten
     edit(tensors);
     ASSERT_TRUE(WriteSafetensors(checkpoint_, tensors).ok());
-  }
-
-  TensorToWrite& Find(std::vector<TensorToWrite>& tensors, const std::string& name) {
-    for (TensorToWrite& t : tensors) {
-      if (t.name == name) return t;
-    }
-    ADD_FAILURE() << "no tensor " << name;
-    return tensors.front();
   }
 
   void EditConfig(const std::function<void(json&)>& edit) {
@@ -176,6 +169,15 @@ class CliTest : public ::testing::Test {
   std::string dir_, model_, checkpoint_, config_, npy_;
 };
 
+TensorToWrite& Find(std::vector<TensorToWrite>& tensors, const std::string& name) {
+  for (TensorToWrite& t : tensors) {
+    if (t.name == name) return t;
+  }
+  ADD_FAILURE() << "no tensor " << name;
+  return tensors.front();
+}
+
+// The length of a safetensors file's JSON header (0 when unreadable).
 uint64_t HeaderLength(const std::string& path) {
   auto bytes = ReadFileToString(path);
   uint64_t n = 0;

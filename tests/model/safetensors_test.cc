@@ -63,10 +63,6 @@ std::vector<float> ReadFloats(const TensorView& v) {
   return out;
 }
 
-std::vector<int64_t> ShapeOf(const TensorView& v) {
-  return std::vector<int64_t>(v.shape.begin(), v.shape.begin() + v.ndim);
-}
-
 class SafetensorsTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -156,9 +152,9 @@ TEST_F(SafetensorsTest, RoundTripKeepsValuesShapesAndDtypes) {
 }
 
 TEST_F(SafetensorsTest, WrittenHeaderIsPaddedAndNamesDtypes) {
-  ASSERT_TRUE(WriteSafetensors(PathOf("a.safetensors"),
-                               {{"x", DType::kF32, {3}, F32Bytes({1, 2, 3})}})
-                  .ok());
+  ASSERT_TRUE(
+      WriteSafetensors(PathOf("a.safetensors"), {{"x", DType::kF32, {3}, F32Bytes({1, 2, 3})}})
+          .ok());
   auto bytes = ReadFileToString(PathOf("a.safetensors"));
   ASSERT_TRUE(bytes.ok());
   uint64_t n = 0;
@@ -217,9 +213,7 @@ TEST_F(SafetensorsTest, MisalignedTensorsReadBackCorrectly) {
   EXPECT_EQ(ReadFloats(*bf16), (std::vector<float>{0.5f, -3.0f}));
 }
 
-TEST_F(SafetensorsTest, RejectsFileShorterThanLengthPrefix) {
-  ExpectRejected("abc", "too small");
-}
+TEST_F(SafetensorsTest, RejectsFileShorterThanLengthPrefix) { ExpectRejected("abc", "too small"); }
 
 TEST_F(SafetensorsTest, RejectsHeaderLengthPastEndOfFile) {
   const std::string header = json{{"x", Entry("F32", {4}, 0, 16)}}.dump();
@@ -271,8 +265,7 @@ TEST_F(SafetensorsTest, RejectsOverlappingTensors) {
 
 TEST_F(SafetensorsTest, RejectsHoleInDataSection) {
   const json header = {{"a", Entry("F32", {1}, 0, 4)}, {"b", Entry("F32", {1}, 8, 12)}};
-  ExpectRejected(SafetensorsBytes(header.dump(), std::string(12, '\0')),
-                 "hole before tensor 'b'");
+  ExpectRejected(SafetensorsBytes(header.dump(), std::string(12, '\0')), "hole before tensor 'b'");
 }
 
 TEST_F(SafetensorsTest, RejectsTrailingBytesOfNoTensor) {
@@ -284,9 +277,8 @@ TEST_F(SafetensorsTest, RejectsTrailingBytesOfNoTensor) {
 TEST_F(SafetensorsTest, RejectsTensorInTwoShards) {
   ASSERT_TRUE(
       WriteSafetensors(PathOf("s1.safetensors"), {{"a", DType::kF32, {1}, F32Bytes({1})}}).ok());
-  ASSERT_TRUE(WriteSafetensors(PathOf("s2.safetensors"),
-                               {{"a", DType::kF32, {1}, F32Bytes({2})},
-                                {"b", DType::kF32, {1}, F32Bytes({3})}})
+  ASSERT_TRUE(WriteSafetensors(PathOf("s2.safetensors"), {{"a", DType::kF32, {1}, F32Bytes({2})},
+                                                          {"b", DType::kF32, {1}, F32Bytes({3})}})
                   .ok());
   WriteFile("model.safetensors.index.json",
             json{{"weight_map", {{"a", "s1.safetensors"}, {"b", "s2.safetensors"}}}}.dump());
@@ -302,11 +294,11 @@ TEST_F(SafetensorsTest, RejectsMissingShardFile) {
   ASSERT_TRUE(WriteSafetensors(PathOf("model-00001-of-00002.safetensors"),
                                {{"a", DType::kF32, {1}, F32Bytes({1})}})
                   .ok());
-  WriteFile("model.safetensors.index.json",
-            json{{"weight_map",
-                  {{"a", "model-00001-of-00002.safetensors"},
-                   {"b", "model-00002-of-00002.safetensors"}}}}
-                .dump());
+  WriteFile(
+      "model.safetensors.index.json",
+      json{{"weight_map",
+            {{"a", "model-00001-of-00002.safetensors"}, {"b", "model-00002-of-00002.safetensors"}}}}
+          .dump());
   auto store = WeightStore::Open(dir_);
   ASSERT_FALSE(store.ok());
   const std::string& message = store.status().message();
@@ -336,16 +328,18 @@ TEST_F(SafetensorsTest, GetNamesTheTensorOnWrongShapeDtypeOrName) {
 
   auto wrong_shape = store->Get("layer.w", {3, 2}, {DType::kBF16});
   ASSERT_FALSE(wrong_shape.ok());
-  EXPECT_NE(wrong_shape.status().message().find(
-                "tensor 'layer.w' in " + PathOf("model.safetensors") + ": shape [2, 3], expected [3, 2]"),
-            std::string::npos)
+  EXPECT_NE(
+      wrong_shape.status().message().find("tensor 'layer.w' in " + PathOf("model.safetensors") +
+                                          ": shape [2, 3], expected [3, 2]"),
+      std::string::npos)
       << wrong_shape.status().message();
 
   auto wrong_dtype = store->Get("layer.w", {2, 3}, {DType::kF32, DType::kF16});
   ASSERT_FALSE(wrong_dtype.ok());
-  EXPECT_NE(wrong_dtype.status().message().find(
-                "tensor 'layer.w' in " + PathOf("model.safetensors") + ": dtype BF16, expected F32 or F16"),
-            std::string::npos)
+  EXPECT_NE(
+      wrong_dtype.status().message().find("tensor 'layer.w' in " + PathOf("model.safetensors") +
+                                          ": dtype BF16, expected F32 or F16"),
+      std::string::npos)
       << wrong_dtype.status().message();
 
   auto missing = store->Get("layer.v", {2, 3}, {DType::kBF16});

@@ -1,0 +1,78 @@
+// moerack eval: perplexity and bits per byte of a text file, and with
+// --reference the mean KL divergence from a reference model.
+#include <cstdio>
+#include <filesystem>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "core/mapped_file.h"
+#include "engine/evaluate.h"
+#include "model/registry.h"
+
+namespace moerack::cli {
+namespace {
+
+struct EvalFlags {
+  std::string model;
+  std::string text;
+  std::string reference;
+  int64_t ctx = 0;
+  int threads = 1;
+  bool json = false;
+};
+
+int RunEval(const EvalFlags& f) {
+  const std::string cmd = "eval";
+  auto dir = ResolveModelDir(f.model);
+  if (!dir.ok()) return Fail(cmd, dir.status());
+  auto model = LoadModel(*dir);
+  if (!model.ok()) return Fail(cmd, model.status());
+  auto tokenizer = Tokenizer::FromFile((std::filesystem::path(*dir) / "tokenizer.json").string());
+  if (!tokenizer.ok()) return Fail(cmd, tokenizer.status());
+  auto text = ReadFileToString(f.text);
+  if (!text.ok()) return Fail(cmd, text.status());
+  std::unique_ptr<Model> reference;
+  if (!f.reference.empty()) {
+    auto ref = LoadModel(f.reference);
+    if (!ref.ok()) return Fail(cmd, ref.status().WithContext("--reference"));
+    reference = std::move(ref).value();
+  }
+  const std::vector<int32_t> tokens = tokenizer->Encode(*text, /*parse_special=*/false);
+  EvalOptions options;
+  options.ctx = f.ctx > 0 ? f.ctx : (*model)->config().max_position_embeddings;
+  options.threads = f.threads;
+  options.reference = reference.get();
+  auto r = EvaluateTokens(**model, tokens, *tokenizer, options);
+  if (!r.ok()) return Fail(cmd, r.status());
+  if (f.json) {
+    std::printf("{\"perplexity\": %.6f, \"bits_per_byte\": %.6f, \"tokens\": %lld, \"bytes\": %lld, "
+                "\"windows\": %lld, \"ctx\": %lld%s}\n",
+                r->perplexity, r->bits_per_byte, static_cast<long long>(r->num_scored_tokens),
+                static_cast<long long>(r->num_scored_bytes), static_cast<long long>(r->num_windows),
+                static_cast<long long>(options.ctx),
+                reference ? (", \"mean_kl\": " + std::to_string(r->mean_kl_nats)).c_str() : "");
+  } else {
+    std::printf("perplexity: %.4f\nbits per byte: %.4f\nscored tokens: %lld (%lld bytes, %lld windows of %lld)\n",
+                r->perplexity, r->bits_per_byte, static_cast<long long>(r->num_scored_tokens),
+                static_cast<long long>(r->num_scored_bytes), static_cast<long long>(r->num_windows),
+                static_cast<long long>(options.ctx));
+    if (reference) std::printf("mean KL(reference || model): %.6g nats/token\n", r->mean_kl_nats);
+  }
+  return 0;
+}
+
+}  // namespace
+
+Command RegisterEval(CLI::App& app) {
+  auto f = std::make_shared<EvalFlags>();
+  app.add_option("--model", f->model, "Model directory (default: the bundled model)");
+  app.add_option("--text", f->text, "UTF-8 text file to score")->required();
+  app.add_option("--ctx", f->ctx, "Window length in tokens (default: the model's max_position_embeddings)")
+      ->check(CLI::Range(int64_t{2}, int64_t{1} << 20));
+  app.add_option("--reference", f->reference, "Reference model directory: also report KL(reference || model)");
+  app.add_option("--threads", f->threads, "Computing threads")->check(CLI::Range(1, 1024));
+  app.add_flag("--json", f->json, "One JSON line instead of text");
+  return [f] { return RunEval(*f); };
+}
+
+}  // namespace moerack::cli
