@@ -1,4 +1,4 @@
-// MappedFile: a read-only memory map of a whole file. Weights are used in place
+// MappedFile: a read-only memory map of a whole file, populated at open. Weights are used in place
 // from the map (no copy); the map lives as long as the MappedFile.
 // Thread-safety: immutable after Open; concurrent reads are safe.
 #pragma once
