@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "kernels/ops.h"
 
 namespace moerack {
 
@@ -43,13 +44,7 @@ void PagedAttention(const AttentionParams& p, std::span<const AttentionSeq> seqs
       }
       for (int g = 0; g < group; ++g) {
         float* sc = scores.data() + g * n;
-        float mx = -INFINITY;
-        for (int64_t j = 0; j < n; ++j) mx = std::max(mx, sc[j]);
-        float sum = 0.0f;
-        for (int64_t j = 0; j < n; ++j) {
-          sc[j] = std::exp(sc[j] - mx);
-          sum += sc[j];
-        }
+        Softmax(sc, n);
         std::fill(acc.begin(), acc.end(), 0.0f);
         for (int64_t j = 0; j < n; ++j) {
           const float* v = cache.Slot(p.layer, s.block_table, first + j) + p.v_offset +
@@ -58,8 +53,7 @@ void PagedAttention(const AttentionParams& p, std::span<const AttentionSeq> seqs
         }
         const int h = kvh * group + g;
         float* o = p.out + row * p.out_stride + static_cast<int64_t>(h) * p.v_head_dim;
-        const float inv = 1.0f / sum;
-        for (int d = 0; d < p.v_head_dim; ++d) o[d] = acc[d] * inv;
+        std::copy(acc.begin(), acc.end(), o);
       }
     }
   });

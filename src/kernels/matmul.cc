@@ -3,7 +3,6 @@
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/matmul.cc"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
-#include <hwy/cache_control.h>
 #include <hwy/highway.h>
 
 #include <algorithm>
@@ -37,10 +36,6 @@ HWY_INLINE void Tile(const float* x, int64_t ldx, const WT* w, int64_t K, float*
     for (int j = 0; j < NR; ++j) acc[i][j] = hn::Zero(df);
   int64_t k = 0;
   for (; k + L <= K; k += L) {
-    // Weight rows are streamed once (decode is bound by them). Hardware
-    // prefetchers stop at page boundaries, so fetch the next tile's rows
-    // (the next NR rows) at the same offset ahead of time.
-    for (int j = 0; j < NR; ++j) hwy::Prefetch(w + (NR + j) * K + k);
     VF wv[NR];
     for (int j = 0; j < NR; ++j) wv[j] = LoadW(df, w + j * K + k);
     for (int i = 0; i < MR; ++i) {
