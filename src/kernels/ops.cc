@@ -37,23 +37,6 @@ void RmsNorm(const float* x, int64_t x_stride, const TensorView& w, float eps, i
   }
 }
 
-void ApplyRope(float* x, int num_heads, int head_dim, int64_t pos, const double* inv_freq,
-               RopeStyle style) {
-  const int half = head_dim / 2;
-  for (int i = 0; i < half; ++i) {
-    const double angle = static_cast<double>(pos) * inv_freq[i];
-    const float c = static_cast<float>(std::cos(angle)), s = static_cast<float>(std::sin(angle));
-    for (int h = 0; h < num_heads; ++h) {
-      float* v = x + static_cast<int64_t>(h) * head_dim;
-      const int a = style == RopeStyle::kNeox ? i : 2 * i;
-      const int b = style == RopeStyle::kNeox ? i + half : 2 * i + 1;
-      const float x1 = v[a], x2 = v[b];
-      v[a] = x1 * c - x2 * s;
-      v[b] = x2 * c + x1 * s;
-    }
-  }
-}
-
 void SiluMul(float* gate, const float* up, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];

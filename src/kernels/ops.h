@@ -19,12 +19,9 @@ void LoadF32(const TensorView& t, int64_t offset, int64_t num, float* out);
 void RmsNorm(const float* x, int64_t x_stride, const TensorView& w, float eps, int64_t rows,
              int64_t dim, float* y, int64_t y_stride);
 
+// RoPE pairing: NeoX (i, i + d/2) or interleaved (2i, 2i+1); see model/rope.h.
 enum class RopeStyle { kNeox, kInterleaved };
 
-// Rotates `num_heads` heads of `head_dim` in place for a token at `pos`.
-// NeoX pairs (i, i + d/2); interleaved pairs (2i, 2i+1). inv_freq has d/2 entries.
-void ApplyRope(float* x, int num_heads, int head_dim, int64_t pos, const double* inv_freq,
-               RopeStyle style);
 
 // gate[i] = silu(gate[i]) * up[i].
 void SiluMul(float* gate, const float* up, int64_t n);

@@ -11,6 +11,7 @@
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "model/architectures.h"
+#include "model/rope.h"
 #include "moe/dispatch.h"
 #include "moe/router.h"
 
@@ -86,6 +87,7 @@ Status ParseConfig(ModelConfig& c, const std::string& source, Family f) {
     MR_ASSIGN_OR_RETURN(c.intermediate_size, r.Int("intermediate_size"));
   }
   MR_RETURN_IF_ERROR(r.status());
+  if (r.Has("rope_scaling")) return Error(source + ": rope_scaling is not supported for this architecture yet");
   if (c.raw.contains("hidden_act") && c.raw["hidden_act"] != "silu") {
     return Error(source + ": hidden_act " + c.raw["hidden_act"].dump() + " is not supported (only silu)");
   }
@@ -212,10 +214,7 @@ class Qwen3MoeModel final : public Model {
       }
     }
     footprint_.active_bytes_per_token = active;
-    inv_freq_.resize(static_cast<size_t>(c.head_dim / 2));
-    for (int i = 0; i < c.head_dim / 2; ++i) {
-      inv_freq_[i] = 1.0 / std::pow(c.rope_theta, 2.0 * i / c.head_dim);
-    }
+    MR_ASSIGN_OR_RETURN(rope_, MakeRopeTable(c.head_dim, c.rope_theta, nullptr, c.max_position_embeddings, ""));
     return Status::Ok();
   }
 
@@ -244,7 +243,7 @@ class Qwen3MoeModel final : public Model {
   std::shared_ptr<const WeightStore> weights_;
   TensorView embed_, final_norm_, lm_head_;
   std::vector<Layer> layers_;
-  std::vector<double> inv_freq_;
+  RopeTable rope_;
   WeightFootprint footprint_;
   // Activations of the current batch, reused across layers.
   std::vector<float> h_, x_, q_, k_, v_, attn_, tmp_;
@@ -281,8 +280,8 @@ void Qwen3MoeModel::Attention(const Layer& L, int layer, const ForwardBatch& bat
         RmsNorm(qt, c.head_dim, L.q_norm, c.rms_norm_eps, c.num_heads, c.head_dim, qt, c.head_dim);
         RmsNorm(kt, c.head_dim, L.k_norm, c.rms_norm_eps, c.num_kv_heads, c.head_dim, kt, c.head_dim);
       }
-      ApplyRope(qt, c.num_heads, c.head_dim, positions[t], inv_freq_.data(), RopeStyle::kNeox);
-      ApplyRope(kt, c.num_kv_heads, c.head_dim, positions[t], inv_freq_.data(), RopeStyle::kNeox);
+      ApplyRopeTable(qt, c.num_heads, c.head_dim, c.head_dim, positions[t], rope_, RopeStyle::kNeox);
+      ApplyRopeTable(kt, c.num_kv_heads, c.head_dim, c.head_dim, positions[t], rope_, RopeStyle::kNeox);
     }
   });
   for (const AttentionSeq& s : seqs) {
@@ -322,8 +321,11 @@ void Qwen3MoeModel::FeedForward(const Layer& L, int64_t T, ThreadPool& pool) {
     std::vector<float> router_logits(static_cast<size_t>(T * c.num_experts));
     MatMul({x_.data(), H, T, L.router, router_logits.data(), c.num_experts}, pool);
     RoutingResult routing;
-    RouteSoftmaxTopK(router_logits.data(), T, c.num_experts, c.num_experts_per_tok, c.norm_topk_prob,
-                     &routing);
+    RouterParams rp;
+    rp.num_experts = c.num_experts;
+    rp.top_k = c.num_experts_per_tok;
+    rp.renormalize = c.norm_topk_prob;
+    RouteTopK(router_logits.data(), T, rp, &routing);
     const DispatchPlan plan = PlanDispatch(routing, c.num_experts);
     std::vector<float> dispatched;
     DispatchTokens(plan, x_.data(), H, &dispatched);
