@@ -77,7 +77,7 @@ void BM_GroupedExpertFfn(benchmark::State& state) {
   std::vector<float> out(x.size());
   const int64_t active = std::min<int64_t>(rows, num_experts);
   for (auto _ : state) {
-    GroupedExpertFfn({experts, offsets, x.data(), out.data(), hidden, inter}, pool);
+    GroupedExpertFfn({experts, offsets, x.data(), out.data(), hidden}, pool);
     benchmark::DoNotOptimize(out.data());
   }
   state.SetBytesProcessed(state.iterations() * active * 3 * inter * hidden * 2);

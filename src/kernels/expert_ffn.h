@@ -13,6 +13,8 @@
 
 namespace moerack {
 
+// One expert's SwiGLU weights; `inter` may differ between experts (e.g. a
+// shared expert of n_shared * moe_intermediate_size beside the routed ones).
 struct ExpertWeights {
   TensorView gate;  // [inter, hidden]
   TensorView up;    // [inter, hidden]
@@ -25,7 +27,6 @@ struct ExpertFfnParams {
   const float* x = nullptr;                    // [rows, hidden]
   float* out = nullptr;                        // [rows, hidden]
   int64_t hidden = 0;
-  int64_t inter = 0;
 };
 
 // out[r] = down(silu(gate(x[r])) * up(x[r])) with the weights of r's expert.

@@ -316,7 +316,7 @@ void Qwen3MoeModel::FeedForward(const Layer& L, int64_t T, ThreadPool& pool) {
   const int64_t H = c.hidden_size;
   if (L.router.empty()) {  // dense MLP: the grouped GEMM with one expert
     const int64_t offsets[2] = {0, T};
-    GroupedExpertFfn({L.experts, offsets, x_.data(), tmp_.data(), H, c.intermediate_size}, pool);
+    GroupedExpertFfn({L.experts, offsets, x_.data(), tmp_.data(), H}, pool);
   } else {
     std::vector<float> router_logits(static_cast<size_t>(T * c.num_experts));
     MatMul({x_.data(), H, T, L.router, router_logits.data(), c.num_experts}, pool);
@@ -330,9 +330,7 @@ void Qwen3MoeModel::FeedForward(const Layer& L, int64_t T, ThreadPool& pool) {
     std::vector<float> dispatched;
     DispatchTokens(plan, x_.data(), H, &dispatched);
     std::vector<float> expert_out(dispatched.size());
-    GroupedExpertFfn({L.experts, plan.expert_offsets, dispatched.data(), expert_out.data(), H,
-                      c.moe_intermediate_size},
-                     pool);
+    GroupedExpertFfn({L.experts, plan.expert_offsets, dispatched.data(), expert_out.data(), H}, pool);
     CombineExpertOutputs(plan, routing, expert_out.data(), H, tmp_.data(), pool);
   }
   for (int64_t i = 0; i < T * H; ++i) h_[i] += tmp_[i];

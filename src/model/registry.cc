@@ -9,6 +9,7 @@ namespace {
 const Architecture* const kArchitectures[] = {
     &kQwen3MoeArchitecture,
     &kMixtralArchitecture,
+    &kDeepseekV3Architecture,
 };
 
 const Architecture* Lookup(const std::string& name) {

@@ -127,23 +127,6 @@ StatusOr<std::string> ReadType(const json& object, const std::string& field) {
   return type;
 }
 
-Status CheckNormalizer(const json& j, const std::string& field) {
-  if (j.is_null()) return Status::Ok();
-  MR_ASSIGN_OR_RETURN(const std::string type, ReadType(j, field));
-  if (type == "NFC") return Status::Ok();  // The identity here (see tokenizer.h).
-  if (type == "Sequence") {
-    const auto it = j.find("normalizers");
-    if (it == j.end() || !it->is_array()) return Error(field + ".normalizers: expected an array");
-    for (size_t i = 0; i < it->size(); ++i) {
-      MR_RETURN_IF_ERROR(
-          CheckNormalizer((*it)[i], field + ".normalizers[" + std::to_string(i) + "]"));
-    }
-    return Status::Ok();
-  }
-  return Error(field + ".type: unsupported normalizer " + Quoted(type) +
-               " (supported: null, NFC, Sequence)");
-}
-
 // ---------------------------------------------------------------------------
 // Regexes.
 

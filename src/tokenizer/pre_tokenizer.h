@@ -1,7 +1,7 @@
-// Internal to src/tokenizer (everyone else uses tokenizer.h): the text stages
-// of a HF tokenizer.json that run before BPE (the normalizer check and the
-// pre-tokenizer, with PCRE2 regexes), plus the UTF-8 and JSON-field helpers
-// the loader in tokenizer.cc shares.
+// Internal to src/tokenizer (everyone else uses tokenizer.h): the pre-tokenizer
+// stage of a HF tokenizer.json (with PCRE2 regexes), plus the UTF-8 and
+// JSON-field helpers the rest of src/tokenizer shares (normalizer.h is the stage
+// before this one).
 // Thread-safety: PreTokenizer is immutable after FromJson; Split may be called
 // concurrently. The free functions are pure.
 #pragma once
@@ -33,10 +33,6 @@ Status ReadString(const nlohmann::json& object, const char* key, const std::stri
                   std::string* out);
 // The required "type" of a tokenizer.json component object.
 StatusOr<std::string> ReadType(const nlohmann::json& object, const std::string& field);
-
-// OK for the normalizers this tokenizer implements: null, NFC (treated as the
-// identity: no ICU) and Sequences of those; otherwise an error naming the type.
-Status CheckNormalizer(const nlohmann::json& j, const std::string& field);
 
 class Regex;  // A compiled PCRE2 pattern; pre_tokenizer.cc.
 

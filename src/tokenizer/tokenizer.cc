@@ -1,8 +1,10 @@
 // Byte-level BPE: tokenizer.json loading, added-token splitting, the BPE merge
 // loop and decoding. Behaviours mirror HF `tokenizers` (added_vocabulary.rs,
-// models/bpe/{model,word}.rs, pre_tokenizers/byte_level.rs). The pre-tokenizer
-// lives in pre_tokenizer.cc.
+// models/bpe/{model,word}.rs, pre_tokenizers/byte_level.rs). The normalizer
+// lives in normalizer.cc, the pre-tokenizer in pre_tokenizer.cc.
 #include "tokenizer/tokenizer.h"
+
+#include <unicode/uchar.h>
 
 #include <algorithm>
 #include <array>
@@ -15,6 +17,7 @@
 
 #include "core/check.h"
 #include "core/mapped_file.h"
+#include "tokenizer/normalizer.h"
 #include "tokenizer/pre_tokenizer.h"
 
 namespace moerack {
@@ -22,8 +25,8 @@ namespace {
 
 using nlohmann::json;
 using tokenizer_internal::AppendUtf8;
-using tokenizer_internal::CheckNormalizer;
 using tokenizer_internal::DecodeUtf8;
+using tokenizer_internal::Normalizer;
 using tokenizer_internal::PreTokenizer;
 using tokenizer_internal::Quoted;
 using tokenizer_internal::ReadBool;
@@ -59,6 +62,34 @@ size_t WhitespaceLengthBefore(std::string_view s, size_t pos) {
     if (WhitespaceLengthAt(s, pos - len) == len) return len;
   }
   return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Word characters, for single_word.
+
+// Rust regex's Unicode `\w`, which HF's single_word test uses:
+// [\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}] (UTS #18 Annex C).
+bool IsWordChar(uint32_t cp) {
+  if (cp < 0x80) return std::isalnum(static_cast<int>(cp)) || cp == '_';
+  const auto c = static_cast<UChar32>(cp);
+  return u_hasBinaryProperty(c, UCHAR_ALPHABETIC) || u_hasBinaryProperty(c, UCHAR_JOIN_CONTROL) ||
+         (U_GET_GC_MASK(c) & (U_GC_M_MASK | U_GC_ND_MASK | U_GC_PC_MASK)) != 0;
+}
+
+// Whether the character starting at `pos` is a word character. Invalid UTF-8
+// is not (it stands for U+FFFD, which is not).
+bool IsWordCharAt(std::string_view s, size_t pos) {
+  uint32_t cp;
+  return pos < s.size() && DecodeUtf8(s, pos, &cp) > 0 && IsWordChar(cp);
+}
+
+// Whether the character ending at `pos` is a word character.
+bool IsWordCharBefore(std::string_view s, size_t pos) {
+  uint32_t cp;
+  for (size_t len = 1; len <= 4 && len <= pos; ++len) {
+    if (DecodeUtf8(s, pos - len, &cp) == len) return IsWordChar(cp);
+  }
+  return false;
 }
 
 // ---------------------------------------------------------------------------
@@ -140,6 +171,7 @@ struct AddedToken {
   bool lstrip = false;
   bool rstrip = false;
   bool single_word = false;
+  bool normalized = false;  // matched in the normalized text, not the raw text
 };
 
 StatusOr<AddedToken> ParseAddedToken(const json& j, const std::string& field) {
@@ -154,15 +186,82 @@ StatusOr<AddedToken> ParseAddedToken(const json& j, const std::string& field) {
   MR_RETURN_IF_ERROR(ReadBool(j, "lstrip", false, field, &token.lstrip));
   MR_RETURN_IF_ERROR(ReadBool(j, "rstrip", false, field, &token.rstrip));
   MR_RETURN_IF_ERROR(ReadBool(j, "single_word", false, field, &token.single_word));
+  // HF's default when the field is absent (AddedToken::from): special tokens
+  // match the raw text, others the normalized text.
+  MR_RETURN_IF_ERROR(ReadBool(j, "normalized", !token.special, field, &token.normalized));
   return token;
 }
 
-// Approximates HF's word-character test for single_word tokens: ASCII letters,
-// digits and '_', and any non-ASCII byte.
-bool IsWordByte(char c) {
-  const auto b = static_cast<uint8_t>(c);
-  return b >= 0x80 || std::isalnum(b) || b == '_';
-}
+// One of HF's two added-token tries (added_vocabulary.rs): the tokens matched
+// against the raw text (normalized: false), or those matched against the
+// normalized text (normalized: true), whose content is then normalized too.
+class AddedTokenMatcher {
+ public:
+  // `token.content` is the text to match.
+  void Add(AddedToken token) { tokens_.push_back(std::move(token)); }
+
+  // Call once, after the last Add.
+  void Index() {
+    // Longest first, so that the first hit at a position is the longest match.
+    std::stable_sort(tokens_.begin(), tokens_.end(), [](const auto& a, const auto& b) {
+      return a.content.size() > b.content.size();
+    });
+    for (size_t i = 0; i < tokens_.size(); ++i) {
+      by_first_byte_[static_cast<uint8_t>(tokens_[i].content[0])].push_back(i);
+    }
+  }
+
+  // Cuts `text` at the added tokens, as HF's find_matches: leftmost-longest
+  // matches, left to right. Appends each token's id to *ids and calls
+  // on_text(std::string_view) for the text before, between and after them
+  // (possibly empty). A single_word match with a word character beside it is
+  // dropped and the search resumes after it: the text it covered is not searched
+  // again for shorter tokens. With parse_special = false, special tokens are not
+  // looked for at all. lstrip / rstrip: the token swallows the whitespace beside it.
+  template <typename OnText>
+  void Split(std::string_view text, bool parse_special, std::vector<int32_t>* ids,
+             OnText&& on_text) const {
+    size_t plain_begin = 0;  // Start of the text not yet passed on.
+    size_t pos = 0;
+    while (!tokens_.empty() && pos < text.size()) {
+      const AddedToken* token = LongestAt(text, pos, parse_special);
+      if (token == nullptr) {
+        ++pos;
+        continue;
+      }
+      size_t begin = pos, end = pos + token->content.size();
+      if (token->single_word &&
+          (IsWordCharBefore(text, begin) || IsWordCharAt(text, end))) {
+        pos = end;
+        continue;
+      }
+      for (size_t len; token->lstrip && (len = WhitespaceLengthBefore(text, begin)) > 0 &&
+                       begin - len >= plain_begin;) {
+        begin -= len;
+      }
+      for (size_t len; token->rstrip && (len = WhitespaceLengthAt(text, end)) > 0;) end += len;
+      on_text(text.substr(plain_begin, begin - plain_begin));
+      ids->push_back(token->id);
+      pos = plain_begin = end;
+    }
+    on_text(text.substr(plain_begin));
+  }
+
+ private:
+  // The longest token whose content starts at text[pos], or null.
+  const AddedToken* LongestAt(std::string_view text, size_t pos, bool parse_special) const {
+    for (size_t index : by_first_byte_[static_cast<uint8_t>(text[pos])]) {
+      const AddedToken& token = tokens_[index];
+      if (token.special && !parse_special) continue;
+      if (text.substr(pos).starts_with(token.content)) return &token;
+    }
+    return nullptr;
+  }
+
+  std::vector<AddedToken> tokens_;
+  // Indices into tokens_ by first byte of content, longest content first.
+  std::array<std::vector<size_t>, 256> by_first_byte_;
+};
 
 uint64_t PairKey(int32_t left, int32_t right) {
   return (uint64_t{static_cast<uint32_t>(left)} << 32) | static_cast<uint32_t>(right);
@@ -182,16 +281,15 @@ struct Tokenizer::Impl {
   std::unordered_map<uint64_t, Merge> merges;      // PairKey(left id, right id) -> merge
   std::array<int32_t, 256> byte_ids;               // BPE start symbol per byte; -1: skip
   bool ignore_merges = false;
+  Normalizer normalizer;
   PreTokenizer pre_tokenizer;
-  std::vector<AddedToken> added_tokens;
-  // Indices into added_tokens by first byte of content, longest content first.
-  std::array<std::vector<size_t>, 256> added_by_first_byte;
+  AddedTokenMatcher raw_added_tokens;         // normalized: false
+  AddedTokenMatcher normalized_added_tokens;  // normalized: true; content normalized
   std::unordered_map<std::string, int32_t> added_ids;  // content -> id
   std::vector<std::string> id_bytes;                   // id -> raw bytes; "" for holes
 
   Status Load(const json& j);
   Status LoadModel(const json& model);
-  const AddedToken* FindAddedTokenAt(std::string_view text, size_t pos, bool parse_special) const;
   void Encode(std::string_view text, bool parse_special, std::vector<int32_t>* ids) const;
   void EncodePiece(std::string_view piece, std::vector<int32_t>* ids) const;
 };
@@ -287,7 +385,7 @@ Status Tokenizer::Impl::Load(const json& j) {
   const auto model = j.find("model");
   if (model == j.end() || !model->is_object()) return Error("model: missing or not an object");
   MR_RETURN_IF_ERROR(LoadModel(*model));
-  MR_RETURN_IF_ERROR(CheckNormalizer(j.value("normalizer", json()), "normalizer"));
+  MR_ASSIGN_OR_RETURN(normalizer, Normalizer::FromJson(j.value("normalizer", json()), "normalizer"));
   MR_ASSIGN_OR_RETURN(pre_tokenizer,
                       PreTokenizer::FromJson(j.value("pre_tokenizer", json()), "pre_tokenizer"));
   MR_RETURN_IF_ERROR(CheckDecoder(j.value("decoder", json())));
@@ -300,60 +398,33 @@ Status Tokenizer::Impl::Load(const json& j) {
     if (id_bytes.size() <= static_cast<size_t>(token.id)) id_bytes.resize(token.id + 1);
     id_bytes[token.id] = token.content;
     added_ids[token.content] = token.id;
-    added_tokens.push_back(std::move(token));
+    if (!token.normalized) {
+      raw_added_tokens.Add(std::move(token));
+      continue;
+    }
+    std::string storage;
+    token.content = std::string(normalizer.Normalize(token.content, &storage));
+    // Normalized to nothing (possible with NFKC): HF's trie never matches it.
+    if (!token.content.empty()) normalized_added_tokens.Add(std::move(token));
   }
-  // Longest first, so that the first hit at a position is the longest match.
-  std::stable_sort(added_tokens.begin(), added_tokens.end(), [](const auto& a, const auto& b) {
-    return a.content.size() > b.content.size();
-  });
-  for (size_t i = 0; i < added_tokens.size(); ++i) {
-    added_by_first_byte[static_cast<uint8_t>(added_tokens[i].content[0])].push_back(i);
-  }
+  raw_added_tokens.Index();
+  normalized_added_tokens.Index();
   return Status::Ok();
 }
 
-const AddedToken* Tokenizer::Impl::FindAddedTokenAt(std::string_view text, size_t pos,
-                                                    bool parse_special) const {
-  for (size_t index : added_by_first_byte[static_cast<uint8_t>(text[pos])]) {
-    const AddedToken& token = added_tokens[index];
-    if (token.special && !parse_special) continue;
-    if (!text.substr(pos).starts_with(token.content)) continue;
-    const size_t end = pos + token.content.size();
-    if (token.single_word &&
-        ((pos > 0 && IsWordByte(text[pos - 1])) || (end < text.size() && IsWordByte(text[end])))) {
-      continue;
-    }
-    return &token;
-  }
-  return nullptr;
-}
-
+// HF's order (AddedVocabulary::extract_and_normalize): the raw-text tokens are
+// split out first; each stretch between them is normalized, the normalized-text
+// tokens are split out of it, and what remains is pre-tokenized and BPE'd.
 void Tokenizer::Impl::Encode(std::string_view text, bool parse_special,
                              std::vector<int32_t>* ids) const {
   const auto encode_plain = [&](std::string_view plain) {
     for (const std::string& piece : pre_tokenizer.Split(plain)) EncodePiece(piece, ids);
   };
-  size_t plain_begin = 0;  // Start of the text not yet encoded.
-  size_t pos = 0;
-  while (pos < text.size()) {
-    const AddedToken* token =
-        added_tokens.empty() ? nullptr : FindAddedTokenAt(text, pos, parse_special);
-    if (token == nullptr) {
-      ++pos;
-      continue;
-    }
-    // lstrip / rstrip: the token swallows the whitespace beside it.
-    size_t begin = pos, end = pos + token->content.size();
-    for (size_t len; token->lstrip && (len = WhitespaceLengthBefore(text, begin)) > 0 &&
-                     begin - len >= plain_begin;) {
-      begin -= len;
-    }
-    while (token->rstrip && WhitespaceLengthAt(text, end) > 0) end += WhitespaceLengthAt(text, end);
-    encode_plain(text.substr(plain_begin, begin - plain_begin));
-    ids->push_back(token->id);
-    pos = plain_begin = end;
-  }
-  encode_plain(text.substr(plain_begin));
+  raw_added_tokens.Split(text, parse_special, ids, [&](std::string_view raw) {
+    std::string storage;
+    normalized_added_tokens.Split(normalizer.Normalize(raw, &storage), parse_special, ids,
+                                  encode_plain);
+  });
 }
 
 // BPE over one piece: start from one symbol per byte and repeatedly apply the

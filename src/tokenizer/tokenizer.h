@@ -2,14 +2,19 @@
 // format of Qwen2/3, DeepSeek-V3, gpt-oss and Llama-3), plus a generator of such
 // files for random test models. See shared/reference/formats.md §7.
 //
-// Encoding follows HF `tokenizers`:
-//   1. added tokens (`added_tokens`) are split out of the text literally, longest
-//      match first, honouring lstrip / rstrip / single_word; they map to their ids;
-//   2. the normalizer runs (only null, NFC and Sequences of them are accepted;
-//      NFC is treated as the identity, since there is no ICU here);
-//   3. the pre-tokenizer cuts the rest into pieces (Sequence, Split with a Regex or
+// Encoding follows HF `tokenizers` (AddedVocabulary::extract_and_normalize):
+//   1. added tokens with `normalized: false` are split out of the raw text
+//      literally, leftmost-longest, honouring lstrip / rstrip / single_word (whose
+//      word test is Rust regex's Unicode \w on the neighbouring characters; a
+//      rejected match is skipped whole, as in HF); they map to their ids;
+//   2. the normalizer runs on each stretch of text between them (null, NFC, NFD,
+//      NFKC, NFKD, Lowercase, or a Sequence of those; ICU, on HF's Unicode 9.0
+//      normalization tables; pure ASCII skips ICU);
+//   3. added tokens with `normalized: true` are split out of the normalized text the
+//      same way, matched by their normalized content;
+//   4. the pre-tokenizer cuts the rest into pieces (Sequence, Split with a Regex or
 //      String pattern and any HF behavior, ByteLevel, Digits, or null);
-//   4. each piece's UTF-8 bytes are mapped to the GPT-2 byte alphabet and merged by
+//   5. each piece's UTF-8 bytes are mapped to the GPT-2 byte alphabet and merged by
 //      BPE, lowest merge rank first (leftmost on ties).
 // Regexes are PCRE2 (UTF + UCP, JIT when available). The byte alphabet is always
 // applied: `model.vocab` must be in byte-level form. Not supported: model types
@@ -42,12 +47,16 @@ class Tokenizer {
   // (e.g. "model.merges[12]").
   static StatusOr<Tokenizer> FromJson(const nlohmann::json& j);
 
-  // Token ids for `text` (any bytes; invalid UTF-8 is encoded byte by byte).
+  // Token ids for `text` (any bytes; invalid UTF-8 is encoded byte by byte, and
+  // the normalizer leaves it as it is).
   // parse_special: recognise special added tokens (`"special": true`) written
   // literally in the text. Non-special added tokens are always recognised, as in
   // HF and llama.cpp. With parse_special = false, "<|endoftext|>" in user text is
-  // encoded as ordinary text. Bytes with no token (no single-byte vocab entry,
-  // no `<0xXX>` byte-fallback token, no unk_token) are skipped.
+  // encoded as ordinary text, and special tokens are invisible to the added-token
+  // search (HF's encode_special_tokens instead skips the text such a match covers,
+  // which only differs when another added token overlaps a special one).
+  // Bytes with no token (no single-byte vocab entry, no `<0xXX>` byte-fallback
+  // token, no unk_token) are skipped.
   std::vector<int32_t> Encode(std::string_view text, bool parse_special = true) const;
 
   // Concatenated TokenBytes of `ids`: raw bytes, which are valid UTF-8 whenever

@@ -137,7 +137,7 @@ TEST(ExpertFfnTest, MatchesScalarSwiGlu) {
   }
   const std::vector<int64_t> offsets = {0, 2, 2, 7};
   std::vector<float> x = RandomVec(7 * hidden, rng), out(x.size());
-  GroupedExpertFfn({experts, offsets, x.data(), out.data(), hidden, inter}, pool);
+  GroupedExpertFfn({experts, offsets, x.data(), out.data(), hidden}, pool);
   for (int e = 0; e < num_experts; ++e) {
     for (int64_t r = offsets[e]; r < offsets[e + 1]; ++r) {
       std::vector<double> h(static_cast<size_t>(inter));

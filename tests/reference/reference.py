@@ -94,6 +94,8 @@ import time
 import numpy as np
 import torch
 
+import deepseek_v3  # same directory: the DeepSeek-V3 family (DeepSeek-V3/R1, Kimi K2, Mistral Large 3)
+
 F64 = torch.float64
 
 
@@ -101,16 +103,43 @@ F64 = torch.float64
 # safetensors, by hand
 # --------------------------------------------------------------------------------------------------
 
+def e4m3_table():
+    """float64 value of every F8_E4M3 ("e4m3fn") byte: 1 sign, 4 exponent (bias 7), 3 mantissa bits.
+
+    E = 1..15: (-1)^s 2^(E-7) (1 + M/8); E = 0: subnormal (-1)^s 2^-6 M/8; no infinities; S.1111.111
+    (0x7f, 0xff) is NaN, so the largest finite value is S.1111.110 = 448.
+    """
+    t = np.empty(256, dtype=np.float64)
+    for byte in range(256):
+        s, e, m = byte >> 7, (byte >> 3) & 0xF, byte & 7
+        if e == 15 and m == 7:
+            v = float("nan")
+        elif e == 0:
+            v = m / 8 * 2.0 ** -6
+        else:
+            v = (1 + m / 8) * 2.0 ** (e - 7)
+        t[byte] = -v if s else v
+    return t
+
+
 class SafeTensorsDir:
     """Lazy reader over a checkpoint directory: one model.safetensors or shards from the index.
 
     Layout per file: u64 little-endian header length N, N bytes of JSON header, then the data section;
     data_offsets [begin, end) are relative to the start of the data section. Row-major, little-endian.
+
+    F8_E4M3 tensors are dequantized on read with their sibling scale, which is a MULTIPLIER despite its
+    name: DeepSeek block FP8 stores `<name>_scale_inv` (e.g. `x.weight_scale_inv`), compressed-tensors FP8
+    (Mistral) stores `x.weight_scale`. A scale of shape [] or [1] is per tensor; a 2-D scale
+    [ceil(N/bn), ceil(K/bn)] is per (bn x bk) block, with [bn, bk] = quantization_config.weight_block_size
+    (default [128, 128]): w[n, k] = fp8[n, k] * scale[n // bn, k // bk], the last block row/column partial.
     """
 
-    _NP = {"BF16": np.uint16, "F16": np.float16, "F32": np.float32, "F64": np.float64}
+    _NP = {"BF16": np.uint16, "F16": np.float16, "F32": np.float32, "F64": np.float64, "F8_E4M3": np.uint8}
+    _E4M3 = e4m3_table()
 
-    def __init__(self, model_dir):
+    def __init__(self, model_dir, block=(128, 128)):
+        self.block = tuple(block)
         idx = os.path.join(model_dir, "model.safetensors.index.json")
         if os.path.exists(idx):
             with open(idx) as f:
@@ -151,8 +180,8 @@ class SafeTensorsDir:
             raise SystemExit(f"tensor {name} not found in checkpoint")
         return self.tensors[name]
 
-    def get(self, name, row_begin=None, row_end=None):
-        """float64 torch tensor; optionally only rows [row_begin, row_end) of the first dimension."""
+    def _raw(self, name, row_begin=None, row_end=None):
+        """(numpy array as stored, dtype string), optionally rows [row_begin, row_end) only."""
         data, info, path = self._info(name)
         dt, shape = info["dtype"], list(info["shape"])
         begin, end = info["data_offsets"]
@@ -166,12 +195,40 @@ class SafeTensorsDir:
             end = begin + (row_end - row_begin) * row * npdt.itemsize
             shape[0] = row_end - row_begin
         # copy() also fixes alignment: the data section need not be aligned for the dtype
-        raw = np.frombuffer(data[begin:end].tobytes(), dtype=npdt).reshape(shape)
+        return np.frombuffer(data[begin:end].tobytes(), dtype=npdt).reshape(shape), dt
+
+    def get(self, name, row_begin=None, row_end=None):
+        """float64 torch tensor; optionally only rows [row_begin, row_end) of the first dimension."""
+        raw, dt = self._raw(name, row_begin, row_end)
         if dt == "BF16":  # bf16 = upper 16 bits of an IEEE f32
-            arr = (raw.astype(np.uint32) << 16).view(np.float32)
+            arr = (raw.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+        elif dt == "F8_E4M3":
+            arr = self._dequant_fp8(name, row_begin, row_end)
         else:
-            arr = raw
-        return torch.from_numpy(arr.astype(np.float64))
+            arr = raw.astype(np.float64)
+        return torch.from_numpy(arr)
+
+    def _dequant_fp8(self, name, row_begin, row_end):
+        raw, _ = self._raw(name)
+        w = self._E4M3[raw]
+        scale_name = next((n for n in (name + "_scale_inv", name + "_scale") if n in self.tensors), None)
+        if scale_name is None:
+            raise SystemExit(f"{name}: F8_E4M3 without {name}_scale_inv or {name}_scale")
+        scale = self.get(scale_name).numpy()
+        if scale.size == 1:
+            w = w * float(scale.reshape(-1)[0])
+        else:
+            if w.ndim != 2 or scale.ndim != 2:
+                raise SystemExit(f"{name}: block scales need a 2-D weight and a 2-D {scale_name}")
+            (n, k), (bn, bk) = w.shape, self.block
+            want = (-(-n // bn), -(-k // bk))
+            if scale.shape != want:
+                raise SystemExit(f"{scale_name}: shape {scale.shape}, expected {want} for {name} {w.shape} "
+                                 f"with weight_block_size {[bn, bk]}")
+            w = w * np.repeat(np.repeat(scale, bn, axis=0)[:n], bk, axis=1)[:, :k]
+        if np.isnan(w).any():
+            raise SystemExit(f"{name}: F8_E4M3 NaN (0x7f/0xff) in the weights")
+        return w if row_begin is None else w[row_begin:row_end]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -404,25 +461,40 @@ def forward(spec, st, tokens, dump=None):
 
 
 def main():
-    ap = argparse.ArgumentParser(description="float64 reference logits (Qwen3-MoE, Mixtral)")
+    ap = argparse.ArgumentParser(description="float64 reference logits (Qwen3-MoE, Mixtral, DeepSeek-V3 family)")
     ap.add_argument("model_dir")
     ap.add_argument("--tokens", required=True, help="comma-separated token ids, e.g. 1,2,3")
     ap.add_argument("--out", required=True, help="output .npy, float32 [n_tokens, vocab]")
     ap.add_argument("--dump", default=None, help="directory for per-layer activations and router choices")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--group-mask", choices=("zero", "neg-inf"), default="zero",
+                    help="DeepSeek-V3 noaux_tc: value given to experts of dropped groups before the top-k "
+                         "(zero = transformers, neg-inf = DeepSeek inference/vLLM/llama.cpp)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     tokens = [int(t) for t in a.tokens.split(",") if t.strip()]
     if not tokens:
         raise SystemExit("--tokens is empty")
     with open(os.path.join(a.model_dir, "config.json")) as f:
-        spec = Spec(json.load(f))
-    st = SafeTensorsDir(a.model_dir)
+        cfg = json.load(f)
+    block = (cfg.get("quantization_config") or {}).get("weight_block_size") or (128, 128)
+    st = SafeTensorsDir(a.model_dir, block)
     if a.dump:
         os.makedirs(a.dump, exist_ok=True)
     t0 = time.time()
     with torch.no_grad():
-        logits = forward(spec, st, tokens, a.dump)
+        if deepseek_v3.detect(cfg):
+            spec = deepseek_v3.DeepseekSpec(cfg)
+            spec.group_mask_fill = 0.0 if a.group_mask == "zero" else float("-inf")
+            for t in tokens:
+                if not 0 <= t < spec.vocab:
+                    raise SystemExit(f"token id {t} outside [0, {spec.vocab})")
+            save = ((lambda n, x: np.save(os.path.join(a.dump, n), x.numpy().astype(
+                np.int32 if x.dtype == torch.int32 else np.float32))) if a.dump else (lambda n, x: None))
+            logits = deepseek_v3.forward(spec, st, tokens, save, lambda m: print("warning: " + m, file=sys.stderr))
+        else:
+            spec = Spec(cfg)
+            logits = forward(spec, st, tokens, a.dump)
     np.save(a.out, logits.numpy().astype(np.float32))
     print(f"{spec.describe()}\nwrote {a.out} {tuple(logits.shape)} in {time.time() - t0:.1f}s", file=sys.stderr)
 
