@@ -14,5 +14,6 @@ Command RegisterLogits(CLI::App& app);
 Command RegisterRandomModel(CLI::App& app);
 Command RegisterMembw(CLI::App& app);
 Command RegisterEval(CLI::App& app);
+Command RegisterInfo(CLI::App& app);
 
 }  // namespace moerack::cli

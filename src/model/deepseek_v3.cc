@@ -197,6 +197,12 @@ std::vector<TensorSpec> TensorSpecs(const ModelConfig& cfg) {
   return specs;
 }
 
+KvSpec KvSpecOf(const ModelConfig& cfg) {
+  ModelConfig c = cfg;
+  const DeepseekConfig d = ParseDeepseek(c, "").value();
+  return {int64_t{d.kv_lora_rank} + d.qk_rope, int64_t{c.num_heads} * (d.qk_head_dim() + d.v_head_dim)};
+}
+
 const std::vector<DType> kNormDTypes = {DType::kBF16, DType::kF32, DType::kF16};
 
 class DeepseekV3Model final : public Model {
@@ -527,6 +533,6 @@ StatusOr<std::unique_ptr<Model>> Load(const ModelConfig& c, std::shared_ptr<cons
 
 const Architecture kDeepseekV3Architecture = {
     {"DeepseekV3ForCausalLM", "KimiK2ForCausalLM", "MistralLarge3ForCausalLM", "deepseek_v3", "kimi_k2"},
-    &ParseConfig, &TensorSpecs, &Load};
+    &ParseConfig, &TensorSpecs, &Load, &KvSpecOf};
 
 }  // namespace moerack

@@ -146,6 +146,11 @@ std::vector<TensorSpec> TensorSpecs(const ModelConfig& c, Family f) {
   return specs;
 }
 
+KvSpec KvSpecOf(const ModelConfig& c) {
+  const int64_t kv = 2 * int64_t{c.num_kv_heads} * c.head_dim;
+  return {kv, kv};
+}
+
 class Qwen3MoeModel final : public Model {
  public:
   Qwen3MoeModel(ModelConfig config, Family family, std::shared_ptr<const WeightStore> weights)
@@ -219,9 +224,7 @@ class Qwen3MoeModel final : public Model {
   }
 
   const ModelConfig& config() const override { return config_; }
-  int64_t kv_floats_per_token() const override {
-    return 2 * int64_t{config_.num_kv_heads} * config_.head_dim;
-  }
+  int64_t kv_floats_per_token() const override { return KvSpecOf(config_).cached; }
   WeightFootprint footprint() const override { return footprint_; }
 
   void Forward(const ForwardBatch& batch, const KvCacheView& cache, ThreadPool& pool,
@@ -405,10 +408,12 @@ StatusOr<std::unique_ptr<Model>> Load(const ModelConfig& c, std::shared_ptr<cons
 const Architecture kQwen3MoeArchitecture = {{"Qwen3MoeForCausalLM", "qwen3_moe"},
                                             &Parse<Family::kQwen3Moe>,
                                             &Specs<Family::kQwen3Moe>,
-                                            &Load<Family::kQwen3Moe>};
+                                            &Load<Family::kQwen3Moe>,
+                                            &KvSpecOf};
 const Architecture kMixtralArchitecture = {{"MixtralForCausalLM", "mixtral"},
                                            &Parse<Family::kMixtral>,
                                            &Specs<Family::kMixtral>,
-                                           &Load<Family::kMixtral>};
+                                           &Load<Family::kMixtral>,
+                                           &KvSpecOf};
 
 }  // namespace moerack

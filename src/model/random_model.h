@@ -15,6 +15,10 @@ struct RandomModelOptions {
   std::string config_path;  // a config.json of a supported architecture
   std::string out_dir;      // created if missing
   uint64_t seed = 0;
+  // Store linear weights (not embeddings, lm_head, routers) as DeepSeek block
+  // FP8: F8_E4M3 `weight` + F32 `weight_scale_inv` per 128x128 block, with the
+  // matching quantization_config in config.json.
+  bool fp8_block = false;
 };
 
 Status WriteRandomModel(const RandomModelOptions& options);

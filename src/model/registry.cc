@@ -43,6 +43,20 @@ StatusOr<const Architecture*> FindArchitecture(const nlohmann::json& j, const st
                "' (model_type '" + model_type + "'); supported: " + known);
 }
 
+ParameterCount CountParameters(const Architecture& arch, const ModelConfig& config) {
+  ParameterCount count;
+  int64_t routed = 0;
+  for (const TensorSpec& spec : arch.tensor_specs(config)) {
+    int64_t n = 1;
+    for (int64_t d : spec.shape) n *= d;
+    count.total += n;
+    if (spec.name.find(".experts.") != std::string::npos) routed += n;
+  }
+  count.active = count.total - routed;
+  if (config.num_experts > 0) count.active += routed / config.num_experts * config.num_experts_per_tok;
+  return count;
+}
+
 StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& dir) {
   MR_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(dir));
   MR_ASSIGN_OR_RETURN(std::unique_ptr<WeightStore> store, WeightStore::Open(dir));

@@ -23,6 +23,14 @@ struct TensorSpec {
   bool is_norm = false;
 };
 
+// Elements one token adds to the KV cache of one layer: what the model caches
+// and what a plain per-head K/V cache of the same attention would need (equal
+// for GQA; MLA caches a latent instead).
+struct KvSpec {
+  int64_t cached = 0;
+  int64_t per_head = 0;
+};
+
 struct Architecture {
   std::vector<std::string_view> names;  // architectures[0] values and model_type values
   // Fills the family's fields of `config` from config.raw (common fields too).
@@ -31,11 +39,20 @@ struct Architecture {
   std::vector<TensorSpec> (*tensor_specs)(const ModelConfig& config);
   StatusOr<std::unique_ptr<Model>> (*load)(const ModelConfig& config,
                                            std::shared_ptr<const WeightStore> weights);
+  KvSpec (*kv_spec)(const ModelConfig& config);
 };
 
 // The entry for architectures[0] or model_type; error naming both when unknown.
 StatusOr<const Architecture*> FindArchitecture(const nlohmann::json& config_json,
                                                const std::string& source);
+
+// Parameter counts from the tensor specs (no weights needed): all of them, and
+// those one token uses (routed experts counted top_k of num_experts per layer).
+struct ParameterCount {
+  int64_t total = 0;
+  int64_t active = 0;
+};
+ParameterCount CountParameters(const Architecture& arch, const ModelConfig& config);
 
 // Loads config.json, generation_config.json and the weights of `dir`.
 StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& dir);
