@@ -29,8 +29,8 @@ namespace {
 enum class Variant { kDeepseekV3, kMistralLarge3 };
 
 // transformers builds q_a_layernorm and kv_a_layernorm with the RMSNorm default
-// eps (1e-6), not config.rms_norm_eps.
-constexpr float kLatentNormEps = 1e-6f;
+// eps (1e-6), not config.rms_norm_eps (Mistral Large 3, run by vLLM: rms_norm_eps).
+constexpr float kHfLatentNormEps = 1e-6f;
 
 struct DeepseekConfig {
   int q_lora_rank = 0;  // 0: q_lora_rank null, plain q_proj
@@ -45,6 +45,9 @@ struct DeepseekConfig {
   float softmax_scale = 1.0f;
   double llama4_beta = 0.0;  // Mistral Large 3 query scaling; 0: off
   int llama4_original = 1;
+  float latent_norm_eps = kHfLatentNormEps;  // q_a_layernorm, kv_a_layernorm
+  int fp8_block_n = 128;                     // quantization_config.weight_block_size
+  int fp8_block_k = 128;
   int qk_head_dim() const { return qk_nope + qk_rope; }
 };
 
@@ -135,9 +138,24 @@ StatusOr<DeepseekConfig> ParseDeepseek(ModelConfig& c, const std::string& source
   }
   MR_ASSIGN_OR_RETURN(d.rope, MakeRopeTable(d.qk_rope, c.rope_theta, rope_scaling, c.max_position_embeddings, source));
   d.softmax_scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d.qk_head_dim())));
-  if (d.rope.mscale_all_dim != 0.0) {
+  // YaRN's magnitude correction of the softmax scale (transformers). Mistral
+  // Large 3 uses YaRN frequencies without it (vLLM: apply_scale false).
+  if (d.rope.mscale_all_dim != 0.0 && variant != Variant::kMistralLarge3) {
     const double m = YarnGetMscale(d.rope.yarn_factor, d.rope.mscale_all_dim);
     d.softmax_scale = static_cast<float>(d.softmax_scale * m * m);
+  }
+  if (variant == Variant::kMistralLarge3) d.latent_norm_eps = c.rms_norm_eps;
+  if (c.raw.contains("quantization_config") && c.raw["quantization_config"].is_object()) {
+    const auto& q = c.raw["quantization_config"];
+    if (q.contains("weight_block_size")) {
+      const auto& b = q["weight_block_size"];
+      if (!b.is_array() || b.size() != 2 || !b[0].is_number_integer() || !b[1].is_number_integer() ||
+          b[0].get<int>() <= 0 || b[1].get<int>() <= 0) {
+        return Error(source + ": quantization_config.weight_block_size must be two positive integers");
+      }
+      d.fp8_block_n = b[0].get<int>();
+      d.fp8_block_k = b[1].get<int>();
+    }
   }
   if (c.raw.contains("llama_4_scaling") && c.raw["llama_4_scaling"].is_object()) {
     const auto& l4 = c.raw["llama_4_scaling"];
@@ -263,7 +281,7 @@ Status DeepseekV3Model::GetLinear(const std::string& name, std::vector<int64_t> 
   MR_ASSIGN_OR_RETURN(w, weights_->Get(name, shape, {DType::kFP8E4M3}));
   const std::string scale_name = name + "_scale_inv";
   MR_ASSIGN_OR_RETURN(TensorView scale, weights_->Get(scale_name));
-  auto deq = DequantizeBlockFp8(w, scale);
+  auto deq = DequantizeBlockFp8(w, scale, d_.fp8_block_n, d_.fp8_block_k);
   if (!deq.ok()) return deq.status().WithContext("tensor '" + scale_name + "'");
   owned_.push_back(std::make_unique<std::vector<float>>(std::move(deq).value()));
   *out = TensorView(owned_.back()->data(), DType::kF32, {shape[0], shape[1]});
@@ -375,7 +393,7 @@ void DeepseekV3Model::Attention(const Layer& L, int layer, std::span<const Atten
     const GemmProblem first[2] = {{x_.data(), H, T, L.q_a, cq.data(), d_.q_lora_rank},
                                   {x_.data(), H, T, L.kv_a, kva.data(), kva_dim}};
     GroupedMatMul(first, pool);
-    RmsNorm(cq.data(), d_.q_lora_rank, L.q_a_norm, kLatentNormEps, T, d_.q_lora_rank, cq.data(), d_.q_lora_rank);
+    RmsNorm(cq.data(), d_.q_lora_rank, L.q_a_norm, d_.latent_norm_eps, T, d_.q_lora_rank, cq.data(), d_.q_lora_rank);
     MatMul({cq.data(), d_.q_lora_rank, T, L.q_b, q.data(), nh * dqk}, pool);
   } else {
     const GemmProblem first[2] = {{x_.data(), H, T, L.q, q.data(), nh * dqk},
@@ -388,7 +406,7 @@ void DeepseekV3Model::Attention(const Layer& L, int layer, std::span<const Atten
     for (int64_t t = t0; t < t1; ++t) {
       float* qt = q.data() + t * nh * dqk;
       float* kv = kva.data() + t * kva_dim;
-      RmsNorm(kv, R, L.kv_a_norm, kLatentNormEps, 1, R, kv, R);
+      RmsNorm(kv, R, L.kv_a_norm, d_.latent_norm_eps, 1, R, kv, R);
       ApplyRopeTable(kv + R, 1, dr, static_cast<int>(dr), positions[t], d_.rope, RopeStyle::kInterleaved);
       ApplyRopeTable(qt + d_.qk_nope, static_cast<int>(nh), dqk, static_cast<int>(dr), positions[t], d_.rope,
                      RopeStyle::kInterleaved);

@@ -33,10 +33,11 @@ uint8_t F32ToFp8E4M3(float f) {
 }
 
 StatusOr<std::vector<float>> DequantizeBlockFp8(const TensorView& weight, const TensorView& scale_inv,
-                                                int block) {
+                                                int block_n, int block_k) {
+  if (block_n <= 0 || block_k <= 0) return Error("FP8 block size must be > 0");
   if (weight.ndim != 2 || weight.dtype != DType::kFP8E4M3) return Error("weight is not F8_E4M3 2-D");
   const int64_t n = weight.shape[0], k = weight.shape[1];
-  const int64_t nb = (n + block - 1) / block, kb = (k + block - 1) / block;
+  const int64_t nb = (n + block_n - 1) / block_n, kb = (k + block_k - 1) / block_k;
   if (scale_inv.dtype != DType::kF32 || scale_inv.ndim != 2 || scale_inv.shape[0] != nb ||
       scale_inv.shape[1] != kb) {
     return Error("weight_scale_inv must be F32 [" + std::to_string(nb) + ", " + std::to_string(kb) +
@@ -49,7 +50,7 @@ StatusOr<std::vector<float>> DequantizeBlockFp8(const TensorView& weight, const 
   float lut[256];
   for (int i = 0; i < 256; ++i) lut[i] = Fp8E4M3ToF32(static_cast<uint8_t>(i));
   for (int64_t r = 0; r < n; ++r) {
-    for (int64_t c = 0; c < k; ++c) out[r * k + c] = lut[q[r * k + c]] * s[(r / block) * kb + c / block];
+    for (int64_t c = 0; c < k; ++c) out[r * k + c] = lut[q[r * k + c]] * s[(r / block_n) * kb + c / block_k];
   }
   return out;
 }

@@ -85,7 +85,12 @@ TEST_P(GoldenTest, PrefillDecodeAndChunkedMatchReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, GoldenTest,
-                         ::testing::Values("tiny-qwen3-moe", "tiny-qwen3-moe-sparse2", "tiny-mixtral"),
+                         ::testing::Values("tiny-qwen3-moe", "tiny-qwen3-moe-sparse2", "tiny-mixtral",
+                                           // DeepSeek-V3 family: q_lora + grouped sigmoid routing + YaRN +
+                                           // shared expert + dense lead layer; q_lora null + tied
+                                           // embeddings; Kimi K2; Mistral Large 3; block FP8 weights.
+                                           "tiny-deepseek-v3", "tiny-deepseek-v3-qnull", "tiny-kimi-k2",
+                                           "tiny-mistral-large-3", "tiny-deepseek-v3-fp8"),
                          [](const auto& info) {
                            std::string n = info.param;
                            for (char& c : n) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
@@ -93,8 +98,10 @@ INSTANTIATE_TEST_SUITE_P(Models, GoldenTest,
                          });
 
 // The CLI path: `moerack logits` (prefill and --decode-from) against the golden.
-TEST(GoldenCliTest, LogitsCommandMatchesReference) {
-  const std::string dir = kData + "tiny-qwen3-moe";
+class GoldenCliTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(GoldenCliTest, LogitsCommandMatchesReference) {
+  const std::string dir = kData + GetParam();
   auto golden = ReadNpyF32(dir + "/golden_logits.npy");
   ASSERT_TRUE(golden.ok());
   std::string tokens;
@@ -110,6 +117,13 @@ TEST(GoldenCliTest, LogitsCommandMatchesReference) {
     EXPECT_LE(RelError(got->data, golden->data), 1e-4) << extra;
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Models, GoldenCliTest, ::testing::Values("tiny-qwen3-moe", "tiny-deepseek-v3"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (char& c : n) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+                           return n;
+                         });
 
 }  // namespace
 }  // namespace moerack

@@ -4,7 +4,7 @@
 usage: /usr/bin/python3 tests/reference/reference.py MODEL_DIR --tokens 1,2,3 --out FILE.npy [--dump DIR]
 
 Reads a Hugging Face checkpoint (config.json + model.safetensors, or shards listed in
-model.safetensors.index.json; tensors in BF16, F16, F32 or F64), runs ONE causal forward pass over the
+model.safetensors.index.json; tensors in BF16, F16, F32, F64 or block-FP8 E4M3), runs ONE causal forward pass over the
 given token ids at positions 0..n-1 (batch 1, no padding, no KV cache) and writes the logits of every
 position as a float32 .npy of shape [n_tokens, vocab_size]. Everything is computed in float64.
 
@@ -13,6 +13,7 @@ the first layer that disagrees:
   embed.npy                    [T, H]  float32, token embeddings (input of layer 0)
   layerLLL.hidden.npy          [T, H]  float32, residual stream after layer L
   layerLLL.topk_idx.npy        [T, k]  int32, selected experts (MoE layers only), in torch.topk order
+                                       (DeepSeek-V3 family: descending selection score, ties to lower id)
   layerLLL.topk_w.npy          [T, k]  float32, their routing weights (after renormalisation if any)
   final_norm.npy               [T, H]  float32, model.norm output (input of lm_head)
 
@@ -20,7 +21,16 @@ Dependencies: Debian's python3-torch (1.13) and python3-numpy only. No transform
 package: the safetensors format is parsed here by hand.
 
 Supported architectures (config.json `architectures[0]`, falling back to `model_type`):
-  Qwen3MoeForCausalLM / qwen3_moe  and  MixtralForCausalLM / mixtral.
+  Qwen3MoeForCausalLM / qwen3_moe  and  MixtralForCausalLM / mixtral (conventions below), and the DeepSeek-V3
+  family: DeepseekV3ForCausalLM / deepseek_v3 (DeepSeek-V3, R1), KimiK2ForCausalLM / kimi_k2 (Kimi K2 ships
+  architectures DeepseekV3ForCausalLM with model_type kimi_k2), MistralLarge3ForCausalLM: MLA attention, YaRN,
+  sigmoid/noaux_tc or softmax routing, shared experts, llama-4 query scaling; its conventions and their sources
+  are listed in deepseek_v3.py (same directory), which this script imports.
+
+Weights: BF16, F16, F32, F64, and F8_E4M3 with a sibling scale, dequantized on read (DeepSeek block FP8:
+`x.weight` F8_E4M3 [N, K] + `x.weight_scale_inv` F32 [ceil(N/128), ceil(K/128)], w = fp8 * scale_inv[block];
+block size from quantization_config.weight_block_size; see SafeTensorsDir). E4M3: bias 7, subnormals, no
+infinities, 0x7f/0xff NaN (refused), max 448.
 
 Every convention below was checked against Hugging Face transformers' modeling code
 (src/transformers/models/qwen3_moe/modeling_qwen3_moe.py, configuration_qwen3_moe.py,
@@ -470,6 +480,9 @@ def main():
     ap.add_argument("--group-mask", choices=("zero", "neg-inf"), default="zero",
                     help="DeepSeek-V3 noaux_tc: value given to experts of dropped groups before the top-k "
                          "(zero = transformers, neg-inf = DeepSeek inference/vLLM/llama.cpp)")
+    ap.add_argument("--lora-eps", choices=("hf", "config"), default="hf",
+                    help="DeepSeek-V3 family: eps of q_a_layernorm/kv_a_layernorm (hf = 1e-6 as transformers and "
+                         "DeepSeek's code; config = rms_norm_eps as vLLM and llama.cpp; MistralLarge3 always config)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     tokens = [int(t) for t in a.tokens.split(",") if t.strip()]
@@ -486,6 +499,8 @@ def main():
         if deepseek_v3.detect(cfg):
             spec = deepseek_v3.DeepseekSpec(cfg)
             spec.group_mask_fill = 0.0 if a.group_mask == "zero" else float("-inf")
+            if a.lora_eps == "config":
+                spec.lora_eps = spec.eps
             for t in tokens:
                 if not 0 <= t < spec.vocab:
                     raise SystemExit(f"token id {t} outside [0, {spec.vocab})")
