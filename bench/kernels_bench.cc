@@ -47,6 +47,7 @@ void BM_MatMulBf16(benchmark::State& state) {
 }
 BENCHMARK(BM_MatMulBf16)
     ->ArgNames({"m", "n", "k", "threads"})
+    ->Args({1, 32000, 2048, 1})
     ->Args({1, 4096, 2048, 1})
     ->Args({1, 4096, 2048, 2})
     ->Args({8, 4096, 2048, 1})

@@ -129,7 +129,8 @@ void Normalizer::Apply(Form form, std::string_view run, std::string* out) {
         uint32_t cp;
         const size_t len = DecodeUtf8(run, pos, &cp);
         CHECK_GT(len, 0u) << "Apply needs valid UTF-8";
-        icu::CaseMap::utf8ToLower("", 0, icu::StringPiece(run.data() + pos, static_cast<int32_t>(len)),
+        icu::CaseMap::utf8ToLower("", 0,
+                                  icu::StringPiece(run.data() + pos, static_cast<int32_t>(len)),
                                   sink, nullptr, status);
         pos += len;
       }

@@ -230,8 +230,7 @@ class AddedTokenMatcher {
         continue;
       }
       size_t begin = pos, end = pos + token->content.size();
-      if (token->single_word &&
-          (IsWordCharBefore(text, begin) || IsWordCharAt(text, end))) {
+      if (token->single_word && (IsWordCharBefore(text, begin) || IsWordCharAt(text, end))) {
         pos = end;
         continue;
       }
@@ -283,8 +282,8 @@ struct Tokenizer::Impl {
   bool ignore_merges = false;
   Normalizer normalizer;
   PreTokenizer pre_tokenizer;
-  AddedTokenMatcher raw_added_tokens;         // normalized: false
-  AddedTokenMatcher normalized_added_tokens;  // normalized: true; content normalized
+  AddedTokenMatcher raw_added_tokens;                  // normalized: false
+  AddedTokenMatcher normalized_added_tokens;           // normalized: true; content normalized
   std::unordered_map<std::string, int32_t> added_ids;  // content -> id
   std::vector<std::string> id_bytes;                   // id -> raw bytes; "" for holes
 
@@ -385,7 +384,8 @@ Status Tokenizer::Impl::Load(const json& j) {
   const auto model = j.find("model");
   if (model == j.end() || !model->is_object()) return Error("model: missing or not an object");
   MR_RETURN_IF_ERROR(LoadModel(*model));
-  MR_ASSIGN_OR_RETURN(normalizer, Normalizer::FromJson(j.value("normalizer", json()), "normalizer"));
+  MR_ASSIGN_OR_RETURN(normalizer,
+                      Normalizer::FromJson(j.value("normalizer", json()), "normalizer"));
   MR_ASSIGN_OR_RETURN(pre_tokenizer,
                       PreTokenizer::FromJson(j.value("pre_tokenizer", json()), "pre_tokenizer"));
   MR_RETURN_IF_ERROR(CheckDecoder(j.value("decoder", json())));

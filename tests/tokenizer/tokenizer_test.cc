@@ -2,10 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <fstream>
 #include <random>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -223,6 +225,130 @@ TEST(TokenizerTest, LongestAddedTokenWins) {
   EXPECT_EQ(t.Encode("<sep>hello"), Ids({25, 1, 6, 3}));
   EXPECT_EQ(t.Encode("<sep>hello", false), Ids({20, 8}));
   EXPECT_EQ(t.Encode("<seq"), Ids({24}));  // 'q' has no token.
+}
+
+// Tokens with only the 256 byte tokens (id b is byte b, no merges), `normalizer`
+// and these added tokens (non-special, normalized: false unless given).
+Tokenizer BytesWith(const json& normalizer, const std::vector<json>& added_tokens = {}) {
+  json j = MakeByteLevelTokenizerJson(257, "<eos>");
+  j["normalizer"] = normalizer;
+  for (json token : added_tokens) {
+    for (const char* flag : {"special", "normalized", "single_word", "lstrip", "rstrip"}) {
+      if (!token.contains(flag)) token[flag] = false;
+    }
+    j["added_tokens"].push_back(token);
+  }
+  return Load(j);
+}
+
+Ids BytesOf(std::string_view text) {
+  Ids ids;
+  for (char c : text) ids.push_back(static_cast<uint8_t>(c));
+  return ids;
+}
+
+// Single_word follows HF: the characters beside the match must not be Rust
+// regex's Unicode \w (Alphabetic, M, Nd, Pc, Join_Control). HF-verified.
+TEST(TokenizerTest, SingleWordTestsUnicodeWordCharacters) {
+  const Tokenizer t = BytesWith(nullptr, {{{"id", 300}, {"content", "ML"}, {"single_word", true}}});
+  const auto matches = [&](std::string_view text) {
+    const Ids ids = t.Encode(text);
+    return std::find(ids.begin(), ids.end(), 300) != ids.end();
+  };
+  // Not word characters: symbols, punctuation, spaces (NBSP too), emoji, No digits.
+  for (const char* text : {"ML", "\u2764ML\u2764", "\u2014ML\u2014", "\u00a0ML\u00a0",
+                           "\U0001F600ML", "\u00b2ML", "(ML)."}) {
+    EXPECT_TRUE(matches(text)) << text;
+  }
+  EXPECT_TRUE(
+      matches("\xff"
+              "ML\xc3"));  // Invalid UTF-8 (moerack only): not a word character.
+  // Word characters: letters of any script, combining marks, Nd digits of any
+  // script, '_' and other Pc, ZWJ, letter numbers (Nl), modifier letters (Lm).
+  for (const char* text : {"\u00e9ML", "ML\u00e9", "ML\u0301", "\u0663ML", "_ML", "ML\u203f",
+                           "\u200dML", "\u2160ML", "\u02b0ML", "\u65e5ML", "aML", "ML9"}) {
+    EXPECT_FALSE(matches(text)) << text;
+  }
+}
+
+// A rejected single_word match is dropped whole, as in HF's find_matches: the
+// search resumes after it, so no shorter or overlapping token is tried inside it.
+TEST(TokenizerTest, RejectedSingleWordMatchIsSkippedWhole) {
+  const Tokenizer t = BytesWith(nullptr, {{{"id", 300}, {"content", "qzq"}, {"single_word", true}},
+                                          {{"id", 301}, {"content", "zq"}},
+                                          {{"id", 302}, {"content", "qz"}}});
+  EXPECT_EQ(t.Encode("qzq"), Ids({300}));
+  EXPECT_EQ(t.Encode("a qzq b"), Ids({'a', ' ', 300, ' ', 'b'}));
+  EXPECT_EQ(t.Encode("xqzq"), BytesOf("xqzq"));  // Not "x", "q", 301.
+  EXPECT_EQ(t.Encode("qzqc"), BytesOf("qzqc"));  // Not 302, "q", "c".
+  EXPECT_EQ(t.Encode("qz zq"), Ids({302, ' ', 301}));
+}
+
+// ---------------------------------------------------------------------------
+// Normalizers (expected texts checked against HF tokenizers 0.23.2).
+
+// What `t` turns `text` into, through Encode and Decode.
+std::string Normalized(const Tokenizer& t, std::string_view text) {
+  return t.Decode(t.Encode(text));
+}
+
+TEST(TokenizerTest, NfcComposes) {
+  const Tokenizer t = BytesWith({{"type", "NFC"}});
+  EXPECT_EQ(Normalized(t, "cafe\u0301"), "caf\u00e9");
+  EXPECT_EQ(Normalized(t, "A\u030angstr\u00f6m"), "\u00c5ngstr\u00f6m");
+  EXPECT_EQ(Normalized(t, "\u212b"), "\u00c5");  // ANGSTROM SIGN: a singleton decomposition.
+  EXPECT_EQ(Normalized(t, "\u1100\u1161\u11a8"), "\uac01");    // Hangul jamo compose.
+  EXPECT_EQ(Normalized(t, "q\u0307\u0323"), "q\u0323\u0307");  // Canonical reordering.
+  // Pure ASCII is NFC already; it takes the fast path, without ICU.
+  EXPECT_EQ(Normalized(t, "plain ASCII, 123!"), "plain ASCII, 123!");
+  // HF's tables are Unicode 9.0: the Unicode 13 composition U+11935 U+11930 ->
+  // U+11938 does not happen there, so not here either.
+  EXPECT_EQ(Normalized(t, "\U00011935\U00011930"), "\U00011935\U00011930");
+}
+
+TEST(TokenizerTest, NormalizerKeepsInvalidUtf8) {
+  const Tokenizer t = BytesWith({{"type", "NFC"}});
+  // The mark after the invalid byte has nothing to compose with; the rest does.
+  EXPECT_EQ(Normalized(t, "e\xff\u0301 a\u0301"), "e\xff\u0301 \u00e1");
+  const Tokenizer lower = BytesWith({{"type", "Lowercase"}});
+  EXPECT_EQ(Normalized(lower, "\xc3\xc3\x89\xe2\x82"), "\xc3\xc3\xa9\xe2\x82");  // \xc3\x89 = É
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (int i = 0; i < 50; ++i) {
+    std::string text;
+    for (int k = 0; k < 40; ++k) text += static_cast<char>(byte(rng));
+    EXPECT_FALSE(t.Encode(text).empty());
+    EXPECT_FALSE(lower.Encode(text).empty());
+  }
+}
+
+TEST(TokenizerTest, OtherNormalizers) {
+  EXPECT_EQ(Normalized(BytesWith({{"type", "NFD"}}), "caf\u00e9 \u212b"), "cafe\u0301 A\u030a");
+  EXPECT_EQ(Normalized(BytesWith({{"type", "NFKC"}}), "\ufb01 \u2460 \u00b2 \uff21 \u1e9b\u0323"),
+            "fi 1 2 A \u1e69");
+  EXPECT_EQ(Normalized(BytesWith({{"type", "NFKD"}}), "\ufb01 \u00e9"), "fi e\u0301");
+  // Per character, as HF: no final sigma; full mappings (U+0130 -> i + U+0307).
+  EXPECT_EQ(Normalized(BytesWith({{"type", "Lowercase"}}), "\u039f\u0394\u039f\u03a3 \u0130 ABC"),
+            "\u03bf\u03b4\u03bf\u03c3 i\u0307 abc");
+  const json sequence = {
+      {"type", "Sequence"},
+      {"normalizers",
+       json::array({json{{"type", "NFD"}}, json{{"type", "Lowercase"}}, json{{"type", "NFC"}}})}};
+  EXPECT_EQ(Normalized(BytesWith(sequence), "\u00c9COLE"), "\u00e9cole");
+}
+
+// HF's order: tokens with normalized: false match the raw text; the text between
+// them is normalized; tokens with normalized: true match that, by their own
+// normalized content.
+TEST(TokenizerTest, AddedTokensMatchRawOrNormalizedText) {
+  const Tokenizer t = BytesWith(
+      {{"type", "NFD"}}, {{{"id", 300}, {"content", "\u00c5"}},
+                          {{"id", 301}, {"content", "\u00e9t\u00e9"}, {"normalized", true}}});
+  EXPECT_EQ(t.Encode("\u00c5"), Ids({300}));
+  EXPECT_EQ(t.Encode("A\u030a"), BytesOf("A\u030a"));  // Not the raw content.
+  EXPECT_EQ(t.Encode("\u00e9t\u00e9"), Ids({301}));
+  EXPECT_EQ(t.Encode("e\u0301te\u0301"), Ids({301}));
+  EXPECT_EQ(t.Encode("\u00c5\u00e9t\u00e9 \u00e9"), Ids({300, 301, ' ', 'e', 0xcc, 0x81}));
 }
 
 // ---------------------------------------------------------------------------
@@ -464,11 +590,19 @@ TEST(TokenizerTest, PipelineErrors) {
     j[key] = value;
     return LoadError(j);
   };
-  EXPECT_EQ(error_with("normalizer", {{"type", "NFC"}}), "");
+  for (const char* type : {"NFC", "NFD", "NFKC", "NFKD", "Lowercase"}) {
+    EXPECT_EQ(error_with("normalizer", {{"type", type}}), "") << type;
+  }
   EXPECT_EQ(error_with("normalizer", {{"type", "Sequence"}, {"normalizers", json::array()}}), "");
-  EXPECT_NE(error_with("normalizer", {{"type", "NFKC"}}).find("normalizer.type"),
+  EXPECT_NE(error_with("normalizer", {{"type", "Replace"}}).find("normalizer.type"),
             std::string::npos);
-  EXPECT_NE(error_with("normalizer", {{"type", "NFKC"}}).find("\"NFKC\""), std::string::npos);
+  EXPECT_NE(error_with("normalizer", {{"type", "Replace"}}).find("\"Replace\""), std::string::npos);
+  EXPECT_NE(
+      error_with("normalizer",
+                 {{"type", "Sequence"},
+                  {"normalizers", json::array({json{{"type", "NFC"}}, json{{"type", "Strip"}}})}})
+          .find("normalizer.normalizers[1].type: unsupported normalizer \"Strip\""),
+      std::string::npos);
   EXPECT_NE(error_with("pre_tokenizer", {{"type", "Metaspace"}}).find("\"Metaspace\""),
             std::string::npos);
   EXPECT_NE(error_with("pre_tokenizer",
