@@ -53,6 +53,8 @@ int RunInfo(const std::string& model) {
   std::printf("experts: %d routed, top-%d\n", c.num_experts, c.num_experts_per_tok);
   std::printf("parameters: total %.3f B, active per token %.3f B (%lld / %lld)\n", params.total / 1e9,
               params.active / 1e9, static_cast<long long>(params.total), static_cast<long long>(params.active));
+  std::printf("weights read per decoded token: %.3f B parameters = %.1f MB at bf16, %.1f MB at fp8\n",
+              params.read_per_token / 1e9, 2 * params.read_per_token / 1e6, params.read_per_token / 1e6);
   const long long per_token = static_cast<long long>(kv.cached) * c.num_layers;
   const long long per_head = static_cast<long long>(kv.per_head) * c.num_layers;
   std::printf("kv cache per token: %d layers x %lld elements = %lld elements; %lld bytes bf16, %lld fp8, "

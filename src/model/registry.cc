@@ -54,6 +54,8 @@ ParameterCount CountParameters(const Architecture& arch, const ModelConfig& conf
   }
   count.active = count.total - routed;
   if (config.num_experts > 0) count.active += routed / config.num_experts * config.num_experts_per_tok;
+  count.read_per_token = count.active;
+  if (!config.tie_word_embeddings) count.read_per_token -= int64_t{config.vocab_size - 1} * config.hidden_size;
   return count;
 }
 

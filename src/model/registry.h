@@ -51,6 +51,9 @@ StatusOr<const Architecture*> FindArchitecture(const nlohmann::json& config_json
 struct ParameterCount {
   int64_t total = 0;
   int64_t active = 0;
+  // Weights one decoded token reads: `active` less the embedding table but the
+  // token's row (unless tied, when the table is also the lm_head).
+  int64_t read_per_token = 0;
 };
 ParameterCount CountParameters(const Architecture& arch, const ModelConfig& config);
 
