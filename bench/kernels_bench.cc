@@ -42,8 +42,8 @@ void BM_MatMulBf16(benchmark::State& state) {
     benchmark::DoNotOptimize(y.data());
   }
   state.SetBytesProcessed(state.iterations() * n * k * 2);
-  state.counters["GFLOPS"] = benchmark::Counter(static_cast<double>(state.iterations()) * 2 * m * n * k / 1e9,
-                                                benchmark::Counter::kIsRate);
+  state.counters["GFLOPS"] = benchmark::Counter(
+      static_cast<double>(state.iterations()) * 2 * m * n * k / 1e9, benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_MatMulBf16)
     ->ArgNames({"m", "n", "k", "threads"})
@@ -67,9 +67,10 @@ void BM_GroupedExpertFfn(benchmark::State& state) {
     storage.push_back(RandomBf16(inter * hidden, 10 + 3 * e));
     storage.push_back(RandomBf16(inter * hidden, 11 + 3 * e));
     storage.push_back(RandomBf16(hidden * inter, 12 + 3 * e));
-    experts.push_back({TensorView(storage[storage.size() - 3].data(), DType::kBF16, {inter, hidden}),
-                       TensorView(storage[storage.size() - 2].data(), DType::kBF16, {inter, hidden}),
-                       TensorView(storage.back().data(), DType::kBF16, {hidden, inter})});
+    experts.push_back(
+        {TensorView(storage[storage.size() - 3].data(), DType::kBF16, {inter, hidden}),
+         TensorView(storage[storage.size() - 2].data(), DType::kBF16, {inter, hidden}),
+         TensorView(storage.back().data(), DType::kBF16, {hidden, inter})});
   }
   const int64_t rows = tokens * top_k;
   std::vector<int64_t> offsets(num_experts + 1);
@@ -83,7 +84,8 @@ void BM_GroupedExpertFfn(benchmark::State& state) {
   }
   state.SetBytesProcessed(state.iterations() * active * 3 * inter * hidden * 2);
   state.counters["GFLOPS"] = benchmark::Counter(
-      static_cast<double>(state.iterations()) * 2 * rows * 3 * inter * hidden / 1e9, benchmark::Counter::kIsRate);
+      static_cast<double>(state.iterations()) * 2 * rows * 3 * inter * hidden / 1e9,
+      benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_GroupedExpertFfn)
     ->ArgNames({"tokens", "threads"})

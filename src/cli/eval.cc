@@ -45,17 +45,20 @@ int RunEval(const EvalFlags& f) {
   auto r = EvaluateTokens(**model, tokens, *tokenizer, options);
   if (!r.ok()) return Fail(cmd, r.status());
   if (f.json) {
-    std::printf("{\"perplexity\": %.6f, \"bits_per_byte\": %.6f, \"tokens\": %lld, \"bytes\": %lld, "
-                "\"windows\": %lld, \"ctx\": %lld%s}\n",
-                r->perplexity, r->bits_per_byte, static_cast<long long>(r->num_scored_tokens),
-                static_cast<long long>(r->num_scored_bytes), static_cast<long long>(r->num_windows),
-                static_cast<long long>(options.ctx),
-                reference ? (", \"mean_kl\": " + std::to_string(r->mean_kl_nats)).c_str() : "");
+    std::printf(
+        "{\"perplexity\": %.6f, \"bits_per_byte\": %.6f, \"tokens\": %lld, \"bytes\": %lld, "
+        "\"windows\": %lld, \"ctx\": %lld%s}\n",
+        r->perplexity, r->bits_per_byte, static_cast<long long>(r->num_scored_tokens),
+        static_cast<long long>(r->num_scored_bytes), static_cast<long long>(r->num_windows),
+        static_cast<long long>(options.ctx),
+        reference ? (", \"mean_kl\": " + std::to_string(r->mean_kl_nats)).c_str() : "");
   } else {
-    std::printf("perplexity: %.4f\nbits per byte: %.4f\nscored tokens: %lld (%lld bytes, %lld windows of %lld)\n",
-                r->perplexity, r->bits_per_byte, static_cast<long long>(r->num_scored_tokens),
-                static_cast<long long>(r->num_scored_bytes), static_cast<long long>(r->num_windows),
-                static_cast<long long>(options.ctx));
+    std::printf(
+        "perplexity: %.4f\nbits per byte: %.4f\nscored tokens: %lld (%lld bytes, %lld windows of "
+        "%lld)\n",
+        r->perplexity, r->bits_per_byte, static_cast<long long>(r->num_scored_tokens),
+        static_cast<long long>(r->num_scored_bytes), static_cast<long long>(r->num_windows),
+        static_cast<long long>(options.ctx));
     if (reference) std::printf("mean KL(reference || model): %.6g nats/token\n", r->mean_kl_nats);
   }
   return 0;
@@ -67,9 +70,11 @@ Command RegisterEval(CLI::App& app) {
   auto f = std::make_shared<EvalFlags>();
   app.add_option("--model", f->model, "Model directory (default: the bundled model)");
   app.add_option("--text", f->text, "UTF-8 text file to score")->required();
-  app.add_option("--ctx", f->ctx, "Window length in tokens (default: the model's max_position_embeddings)")
+  app.add_option("--ctx", f->ctx,
+                 "Window length in tokens (default: the model's max_position_embeddings)")
       ->check(CLI::Range(int64_t{2}, int64_t{1} << 20));
-  app.add_option("--reference", f->reference, "Reference model directory: also report KL(reference || model)");
+  app.add_option("--reference", f->reference,
+                 "Reference model directory: also report KL(reference || model)");
   app.add_option("--threads", f->threads, "Computing threads")->check(CLI::Range(1, 1024));
   app.add_flag("--json", f->json, "One JSON line instead of text");
   return [f] { return RunEval(*f); };

@@ -3,9 +3,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
-#include <memory>
-
 #include <limits>
+#include <memory>
 
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -54,10 +53,12 @@ int RunGenerate(const GenerateFlags& f) {
   if (f.use_tokens) {
     auto ids = ParseTokenList(f.tokens, "--tokens");
     if (!ids.ok()) return Fail(cmd, ids.status());
-    if (Status st = CheckTokenIds(*ids, config.vocab_size, "--tokens"); !st.ok()) return Fail(cmd, st);
+    if (Status st = CheckTokenIds(*ids, config.vocab_size, "--tokens"); !st.ok())
+      return Fail(cmd, st);
     prompt = *ids;
   } else {
-    if (!tokenizer) return Fail(cmd, Error(tok_path + ": not found; pass --tokens instead of --prompt"));
+    if (!tokenizer)
+      return Fail(cmd, Error(tok_path + ": not found; pass --tokens instead of --prompt"));
     prompt = tokenizer->Encode(f.prompt);
   }
 
@@ -68,15 +69,18 @@ int RunGenerate(const GenerateFlags& f) {
   params.max_tokens = f.max_tokens;
   params.stop = f.stop;
   params.ignore_eos = f.ignore_eos;
-  if (params.top_p <= 0.0f || params.top_p > 1.0f) return Fail(cmd, Error("--top-p must be in (0, 1]"));
+  if (params.top_p <= 0.0f || params.top_p > 1.0f)
+    return Fail(cmd, Error("--top-p must be in (0, 1]"));
 
   EngineConfig ec;
   ec.max_model_len = f.max_model_len > 0 ? f.max_model_len : config.max_position_embeddings;
   ec.scheduler.max_num_seqs = f.num_seqs;
   ec.scheduler.max_num_batched_tokens = f.max_batched_tokens;
-  const int64_t per_seq = std::min<int64_t>(static_cast<int64_t>(prompt.size()) + f.max_tokens, ec.max_model_len) + 1;
+  const int64_t per_seq =
+      std::min<int64_t>(static_cast<int64_t>(prompt.size()) + f.max_tokens, ec.max_model_len) + 1;
   const int64_t kv_tokens = f.kv_cache_tokens > 0 ? f.kv_cache_tokens : per_seq * f.num_seqs;
-  ec.scheduler.num_blocks = (kv_tokens + ec.scheduler.block_size - 1) / ec.scheduler.block_size + f.num_seqs;
+  ec.scheduler.num_blocks =
+      (kv_tokens + ec.scheduler.block_size - 1) / ec.scheduler.block_size + f.num_seqs;
   CpuExecutor executor(**model, ec.scheduler.num_blocks, ec.scheduler.block_size, f.threads);
   Engine engine(config, executor, ec, tokenizer.get());
   std::vector<SeqId> ids;
@@ -100,8 +104,10 @@ int RunGenerate(const GenerateFlags& f) {
   std::cout.flush();
   const EngineStats& s = engine.stats();
   std::fprintf(stderr, "prefill: %lld tok, %.2f tok/s; decode: %lld tok, %.2f tok/s\n",
-               static_cast<long long>(s.prefill_tokens), s.prefill_s > 0 ? s.prefill_tokens / s.prefill_s : 0.0,
-               static_cast<long long>(s.decode_tokens), s.decode_s > 0 ? s.decode_tokens / s.decode_s : 0.0);
+               static_cast<long long>(s.prefill_tokens),
+               s.prefill_s > 0 ? s.prefill_tokens / s.prefill_s : 0.0,
+               static_cast<long long>(s.decode_tokens),
+               s.decode_s > 0 ? s.decode_tokens / s.decode_s : 0.0);
   return 0;
 }
 
@@ -113,20 +119,26 @@ Command RegisterGenerate(CLI::App& app) {
   auto* prompt = app.add_option("--prompt", f->prompt, "Prompt text");
   auto* tokens = app.add_option("--tokens", f->tokens, "Prompt as token ids, e.g. 1,2,3");
   prompt->excludes(tokens);
-  app.add_option("--max-tokens", f->max_tokens, "Tokens to generate per sequence")->check(CLI::Range(1, std::numeric_limits<int>::max()));
-  app.add_option("--temperature", f->temperature, "Sampling temperature (0: greedy)")->check(CLI::Range(0.0, 100.0));
-  app.add_option("--top-k", f->top_k, "Keep the k most likely tokens (0: all)")->check(CLI::Range(0, std::numeric_limits<int>::max()));
+  app.add_option("--max-tokens", f->max_tokens, "Tokens to generate per sequence")
+      ->check(CLI::Range(1, std::numeric_limits<int>::max()));
+  app.add_option("--temperature", f->temperature, "Sampling temperature (0: greedy)")
+      ->check(CLI::Range(0.0, 100.0));
+  app.add_option("--top-k", f->top_k, "Keep the k most likely tokens (0: all)")
+      ->check(CLI::Range(0, std::numeric_limits<int>::max()));
   app.add_option("--top-p", f->top_p, "Nucleus sampling mass in (0, 1]");
   app.add_option("--seed", f->seed, "Random seed (sequence i uses seed + i)");
   app.add_option("--stop", f->stop, "Stop string (repeatable)");
   app.add_flag("--ignore-eos", f->ignore_eos, "Keep generating after EOS");
-  app.add_option("--num-seqs", f->num_seqs, "Copies of the request, batched")->check(CLI::Range(1, 4096));
+  app.add_option("--num-seqs", f->num_seqs, "Copies of the request, batched")
+      ->check(CLI::Range(1, 4096));
   app.add_option("--threads", f->threads, "Computing threads")->check(CLI::Range(1, 1024));
-  app.add_option("--max-model-len", f->max_model_len, "Max prompt + generated tokens (default: the model's)")
+  app.add_option("--max-model-len", f->max_model_len,
+                 "Max prompt + generated tokens (default: the model's)")
       ->check(CLI::Range(1, std::numeric_limits<int>::max()));
   app.add_option("--max-batched-tokens", f->max_batched_tokens, "Token budget per engine step")
       ->check(CLI::Range(1, std::numeric_limits<int>::max()));
-  app.add_option("--kv-cache-tokens", f->kv_cache_tokens, "KV cache capacity in tokens (default: enough for all)")
+  app.add_option("--kv-cache-tokens", f->kv_cache_tokens,
+                 "KV cache capacity in tokens (default: enough for all)")
       ->check(CLI::Range(1, std::numeric_limits<int>::max()));
   app.add_flag("--output-tokens", f->output_tokens, "Print generated token ids instead of text");
   return [f, prompt, tokens] {

@@ -51,18 +51,24 @@ int RunInfo(const std::string& model) {
   std::printf("layers: %d (%d MoE, %d dense); hidden %d; vocab %d\n", c.num_layers, moe_layers,
               c.num_layers - moe_layers, c.hidden_size, c.vocab_size);
   std::printf("experts: %d routed, top-%d\n", c.num_experts, c.num_experts_per_tok);
-  std::printf("parameters: total %.3f B, active per token %.3f B (%lld / %lld)\n", params.total / 1e9,
-              params.active / 1e9, static_cast<long long>(params.total), static_cast<long long>(params.active));
-  std::printf("weights read per decoded token: %.3f B parameters = %.1f MB at bf16, %.1f MB at fp8\n",
-              params.read_per_token / 1e9, 2 * params.read_per_token / 1e6, params.read_per_token / 1e6);
+  std::printf("parameters: total %.3f B, active per token %.3f B (%lld / %lld)\n",
+              params.total / 1e9, params.active / 1e9, static_cast<long long>(params.total),
+              static_cast<long long>(params.active));
+  std::printf(
+      "weights read per decoded token: %.3f B parameters = %.1f MB at bf16, %.1f MB at fp8\n",
+      params.read_per_token / 1e9, 2 * params.read_per_token / 1e6, params.read_per_token / 1e6);
   const long long per_token = static_cast<long long>(kv.cached) * c.num_layers;
   const long long per_head = static_cast<long long>(kv.per_head) * c.num_layers;
-  std::printf("kv cache per token: %d layers x %lld elements = %lld elements; %lld bytes bf16, %lld fp8, "
-              "%lld f32 (moerack CPU)\n",
-              c.num_layers, static_cast<long long>(kv.cached), per_token, 2 * per_token, per_token, 4 * per_token);
-  std::printf("uncompressed per-head k/v cache: %d layers x %lld elements = %lld bytes bf16 (%.1fx the cache above)\n",
-              c.num_layers, static_cast<long long>(kv.per_head), 2 * per_head,
-              static_cast<double>(per_head) / static_cast<double>(per_token));
+  std::printf(
+      "kv cache per token: %d layers x %lld elements = %lld elements; %lld bytes bf16, %lld fp8, "
+      "%lld f32 (moerack CPU)\n",
+      c.num_layers, static_cast<long long>(kv.cached), per_token, 2 * per_token, per_token,
+      4 * per_token);
+  std::printf(
+      "uncompressed per-head k/v cache: %d layers x %lld elements = %lld bytes bf16 (%.1fx the "
+      "cache above)\n",
+      c.num_layers, static_cast<long long>(kv.per_head), 2 * per_head,
+      static_cast<double>(per_head) / static_cast<double>(per_token));
   return 0;
 }
 
@@ -70,7 +76,8 @@ int RunInfo(const std::string& model) {
 
 Command RegisterInfo(CLI::App& app) {
   auto model = std::make_shared<std::string>();
-  app.add_option("--model", *model, "Model directory, config.json, or bundled config name (e.g. deepseek-r1)");
+  app.add_option("--model", *model,
+                 "Model directory, config.json, or bundled config name (e.g. deepseek-r1)");
   return [model] { return RunInfo(*model); };
 }
 

@@ -2,7 +2,6 @@
 // prefill or (with --decode-from K) a K-token prefill followed by one-token
 // decode steps through the KV cache.
 #include <algorithm>
-
 #include <limits>
 
 #include "cli/commands.h"
@@ -45,14 +44,16 @@ int RunLogits(const LogitsFlags& f) {
   const int64_t num_blocks = (n + block_size - 1) / block_size;
   KvCache cache(c.num_layers, num_blocks, block_size, model.kv_floats_per_token());
   std::vector<int32_t> table(static_cast<size_t>(num_blocks));
-  for (int64_t b = 0; b < num_blocks; ++b) table[b] = static_cast<int32_t>(num_blocks - 1 - b);  // not identity: exercise paging
+  for (int64_t b = 0; b < num_blocks; ++b)
+    table[b] = static_cast<int32_t>(num_blocks - 1 - b);  // not identity: exercise paging
   ThreadPool pool(f.threads);
   std::vector<float> logits;
   const int64_t prefill = f.decode_from >= 0 ? f.decode_from : n;
   auto run = [&](int64_t start, int64_t count) {
     ForwardBatch batch;
     SequenceChunk chunk;
-    chunk.tokens = std::span<const int32_t>(*ids).subspan(static_cast<size_t>(start), static_cast<size_t>(count));
+    chunk.tokens = std::span<const int32_t>(*ids).subspan(static_cast<size_t>(start),
+                                                          static_cast<size_t>(count));
     chunk.start_pos = start;
     chunk.block_table = table;
     chunk.logits = SequenceChunk::Logits::kAll;
@@ -73,10 +74,12 @@ Command RegisterLogits(CLI::App& app) {
   app.add_option("--model", f->model, "Model directory (default: the bundled model)");
   app.add_option("--tokens", f->tokens, "Token ids, e.g. 1,2,3")->required();
   app.add_option("--out", f->out, "Output .npy file, float32 [n_tokens, vocab]")->required();
-  app.add_option("--decode-from", f->decode_from, "Prefill this many tokens, then decode one at a time")
+  app.add_option("--decode-from", f->decode_from,
+                 "Prefill this many tokens, then decode one at a time")
       ->check(CLI::Range(0, std::numeric_limits<int>::max()));
   app.add_option("--threads", f->threads, "Computing threads")->check(CLI::Range(1, 1024));
-  app.add_option("--max-model-len", f->max_model_len, "Max tokens (default: the model's)")->check(CLI::Range(1, std::numeric_limits<int>::max()));
+  app.add_option("--max-model-len", f->max_model_len, "Max tokens (default: the model's)")
+      ->check(CLI::Range(1, std::numeric_limits<int>::max()));
   return [f] { return RunLogits(*f); };
 }
 

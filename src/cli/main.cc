@@ -20,13 +20,16 @@ int main(int argc, char** argv) {
     commands[sub] = reg(*sub);
   };
   add("generate", "Generate text from a prompt", moerack::cli::RegisterGenerate);
-  add("logits", "Write the logits of every position as a float32 .npy", moerack::cli::RegisterLogits);
+  add("logits", "Write the logits of every position as a float32 .npy",
+      moerack::cli::RegisterLogits);
   add("eval", "Perplexity and bits per byte of a text (and KL against a reference model)",
       moerack::cli::RegisterEval);
-  add("info", "Architecture, parameters and KV cache size of a model or config", moerack::cli::RegisterInfo);
+  add("info", "Architecture, parameters and KV cache size of a model or config",
+      moerack::cli::RegisterInfo);
   add("random-model", "Write a model with random weights for any supported config",
       moerack::cli::RegisterRandomModel);
-  add("membw", "Measure memory read bandwidth (the roofline denominator)", moerack::cli::RegisterMembw);
+  add("membw", "Measure memory read bandwidth (the roofline denominator)",
+      moerack::cli::RegisterMembw);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

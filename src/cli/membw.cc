@@ -43,8 +43,8 @@ int RunMembw(const MembwFlags& f) {
     for (float v : sums) sink += v;
     best = std::max(best, static_cast<double>(words * sizeof(float)) / s);
   }
-  std::printf("read bandwidth: %.2f GB/s (%d threads, %lld MiB, best of %d)\n", best / 1e9, f.threads,
-              static_cast<long long>(f.size_mib), f.runs);
+  std::printf("read bandwidth: %.2f GB/s (%d threads, %lld MiB, best of %d)\n", best / 1e9,
+              f.threads, static_cast<long long>(f.size_mib), f.runs);
   return sink == -1.0f ? 2 : 0;  // `sink` keeps the reads alive
 }
 

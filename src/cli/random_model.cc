@@ -1,7 +1,8 @@
 // moerack random-model: random bf16 weights for any supported config.json.
+#include "model/random_model.h"
+
 #include "cli/commands.h"
 #include "cli/common.h"
-#include "model/random_model.h"
 
 namespace moerack::cli {
 

@@ -31,8 +31,8 @@ struct Voidify {
 
 }  // namespace moerack::internal
 
-#define CHECK(cond)                       \
-  (cond) ? (void)0                        \
+#define CHECK(cond)                         \
+  (cond) ? (void)0                          \
          : ::moerack::internal::Voidify() & \
                ::moerack::internal::CheckFailure(#cond, __FILE__, __LINE__).stream()
 #define CHECK_EQ(a, b) CHECK((a) == (b)) << #a " = " << (a) << ", " #b " = " << (b) << " "

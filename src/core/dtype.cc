@@ -6,30 +6,48 @@ namespace moerack {
 
 int DTypeBits(DType t) {
   switch (t) {
-    case DType::kF32: return 32;
-    case DType::kBF16: return 16;
-    case DType::kF16: return 16;
-    case DType::kFP8E4M3: return 8;
-    case DType::kFP8E5M2: return 8;
-    case DType::kFP4E2M1: return 4;
-    case DType::kU8: return 8;
-    case DType::kI32: return 32;
-    case DType::kI64: return 64;
+    case DType::kF32:
+      return 32;
+    case DType::kBF16:
+      return 16;
+    case DType::kF16:
+      return 16;
+    case DType::kFP8E4M3:
+      return 8;
+    case DType::kFP8E5M2:
+      return 8;
+    case DType::kFP4E2M1:
+      return 4;
+    case DType::kU8:
+      return 8;
+    case DType::kI32:
+      return 32;
+    case DType::kI64:
+      return 64;
   }
   return 0;
 }
 
 std::string_view DTypeName(DType t) {
   switch (t) {
-    case DType::kF32: return "F32";
-    case DType::kBF16: return "BF16";
-    case DType::kF16: return "F16";
-    case DType::kFP8E4M3: return "F8_E4M3";
-    case DType::kFP8E5M2: return "F8_E5M2";
-    case DType::kFP4E2M1: return "F4";
-    case DType::kU8: return "U8";
-    case DType::kI32: return "I32";
-    case DType::kI64: return "I64";
+    case DType::kF32:
+      return "F32";
+    case DType::kBF16:
+      return "BF16";
+    case DType::kF16:
+      return "F16";
+    case DType::kFP8E4M3:
+      return "F8_E4M3";
+    case DType::kFP8E5M2:
+      return "F8_E5M2";
+    case DType::kFP4E2M1:
+      return "F4";
+    case DType::kU8:
+      return "U8";
+    case DType::kI32:
+      return "I32";
+    case DType::kI64:
+      return "I64";
   }
   return "?";
 }
@@ -68,7 +86,7 @@ uint16_t F32ToF16(float f) {
     return sign | static_cast<uint16_t>(q);
   }
   int e;
-  std::frexp(a, &e);  // a = m * 2^e, m in [0.5, 1)
+  std::frexp(a, &e);                                      // a = m * 2^e, m in [0.5, 1)
   const float q = std::nearbyint(std::ldexp(a, 11 - e));  // 11 significant bits
   uint32_t mant = static_cast<uint32_t>(q);
   int exp = e - 1 + 15;

@@ -43,7 +43,8 @@ StatusOr<NpyArray> ReadNpyF32(const std::string& path) {
   } else {
     if (bytes.size() < 12) return Error(path + ": truncated .npy header");
     header_len = 0;
-    for (int i = 0; i < 4; ++i) header_len |= static_cast<size_t>(static_cast<uint8_t>(bytes[8 + i])) << (8 * i);
+    for (int i = 0; i < 4; ++i)
+      header_len |= static_cast<size_t>(static_cast<uint8_t>(bytes[8 + i])) << (8 * i);
     offset = 12;
   }
   if (offset + header_len > bytes.size()) return Error(path + ": truncated .npy header");

@@ -8,7 +8,8 @@ namespace fs = std::filesystem;
 
 StatusOr<std::string> FindDataDir() {
   if (const char* env = std::getenv("MOERACK_DATA_DIR"); env != nullptr && *env != '\0') {
-    if (!fs::is_directory(env)) return Error(std::string("MOERACK_DATA_DIR=") + env + ": not a directory");
+    if (!fs::is_directory(env))
+      return Error(std::string("MOERACK_DATA_DIR=") + env + ": not a directory");
     return std::string(env);
   }
   std::error_code ec;
@@ -18,8 +19,9 @@ StatusOr<std::string> FindDataDir() {
   for (const fs::path& candidate : {dir / "share" / "moerack", dir / ".." / "share" / "moerack"}) {
     if (fs::is_directory(candidate)) return fs::weakly_canonical(candidate).string();
   }
-  return Error("bundled data not found next to " + exe.string() +
-               " (looked in share/moerack and ../share/moerack); set MOERACK_DATA_DIR or pass --model");
+  return Error(
+      "bundled data not found next to " + exe.string() +
+      " (looked in share/moerack and ../share/moerack); set MOERACK_DATA_DIR or pass --model");
 }
 
 StatusOr<std::string> DefaultModelDir() {

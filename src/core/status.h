@@ -38,7 +38,7 @@ inline Status Error(std::string message) { return Status::Error(std::move(messag
 template <typename T>
 class [[nodiscard]] StatusOr {
  public:
-  StatusOr(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
+  StatusOr(T value) : value_(std::move(value)) {}         // NOLINT: implicit by design
   StatusOr(Status status) : status_(std::move(status)) {  // NOLINT
     CHECK(!status_.ok()) << "StatusOr constructed from an OK status";
   }
@@ -70,16 +70,17 @@ class [[nodiscard]] StatusOr {
 }  // namespace moerack
 
 // Returns early from a function returning Status or StatusOr when `expr` fails.
-#define MR_RETURN_IF_ERROR(expr)            \
-  do {                                      \
-    ::moerack::Status _mr_status = (expr);  \
+#define MR_RETURN_IF_ERROR(expr)             \
+  do {                                       \
+    ::moerack::Status _mr_status = (expr);   \
     if (!_mr_status.ok()) return _mr_status; \
   } while (0)
 
 #define MR_CONCAT_INNER(a, b) a##b
 #define MR_CONCAT(a, b) MR_CONCAT_INNER(a, b)
 // `MR_ASSIGN_OR_RETURN(auto x, Foo());` binds the value or returns the error.
-#define MR_ASSIGN_OR_RETURN(lhs, expr) MR_ASSIGN_OR_RETURN_IMPL(MR_CONCAT(_mr_or_, __LINE__), lhs, expr)
+#define MR_ASSIGN_OR_RETURN(lhs, expr) \
+  MR_ASSIGN_OR_RETURN_IMPL(MR_CONCAT(_mr_or_, __LINE__), lhs, expr)
 #define MR_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
   auto tmp = (expr);                             \
   if (!tmp.ok()) return tmp.status();            \

@@ -74,9 +74,8 @@ void ThreadPool::ParallelRange(int64_t n, int64_t grain,
   const int64_t max_chunks = static_cast<int64_t>(num_threads()) * 4;
   const int64_t num_chunks = std::clamp<int64_t>(n / grain, 1, max_chunks);
   const int64_t chunk = (n + num_chunks - 1) / num_chunks;
-  ParallelFor((n + chunk - 1) / chunk, [&](int64_t c, int thread) {
-    fn(c * chunk, std::min(n, (c + 1) * chunk), thread);
-  });
+  ParallelFor((n + chunk - 1) / chunk,
+              [&](int64_t c, int thread) { fn(c * chunk, std::min(n, (c + 1) * chunk), thread); });
 }
 
 }  // namespace moerack

@@ -25,8 +25,8 @@ StatusOr<SeqId> Engine::AddRequest(std::vector<int32_t> prompt, const SamplingPa
     }
   }
   if (static_cast<int64_t>(prompt.size()) > config_.max_model_len) {
-    return Error("prompt of " + std::to_string(prompt.size()) + " tokens is longer than --max-model-len " +
-                 std::to_string(config_.max_model_len));
+    return Error("prompt of " + std::to_string(prompt.size()) +
+                 " tokens is longer than --max-model-len " + std::to_string(config_.max_model_len));
   }
   if (params.max_tokens < 1) return Error("max_tokens must be >= 1");
   const SeqId id = next_id_++;
@@ -83,7 +83,7 @@ std::vector<SeqId> Engine::Step() {
     const Sequence& s = seqs_.at(c.seq);
     SequenceChunk chunk;
     chunk.tokens = std::span<const int32_t>(s.tokens).subspan(static_cast<size_t>(c.start),
-                                                             static_cast<size_t>(c.num_tokens));
+                                                              static_cast<size_t>(c.num_tokens));
     chunk.start_pos = c.start;
     chunk.block_table = scheduler_.BlockTable(c.seq);
     chunk.logits = c.samples ? SequenceChunk::Logits::kLast : SequenceChunk::Logits::kNone;

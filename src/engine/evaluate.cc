@@ -64,22 +64,26 @@ StatusOr<EvalResult> EvaluateTokens(Model& model, std::span<const int32_t> token
   const ModelConfig& c = model.config();
   if (options.ctx < 2) return Error("--ctx must be >= 2");
   if (options.ctx > c.max_position_embeddings) {
-    return Error("--ctx " + std::to_string(options.ctx) + " exceeds the model's max_position_embeddings " +
+    return Error("--ctx " + std::to_string(options.ctx) +
+                 " exceeds the model's max_position_embeddings " +
                  std::to_string(c.max_position_embeddings));
   }
   if (tokens.size() < 2) return Error("the text has fewer than 2 tokens");
   for (int32_t t : tokens) {
-    if (t < 0 || t >= c.vocab_size) return Error("token id " + std::to_string(t) + " out of range for the model");
+    if (t < 0 || t >= c.vocab_size)
+      return Error("token id " + std::to_string(t) + " out of range for the model");
   }
   if (options.reference != nullptr && options.reference->config().vocab_size != c.vocab_size) {
-    return Error("the reference model's vocab_size (" + std::to_string(options.reference->config().vocab_size) +
+    return Error("the reference model's vocab_size (" +
+                 std::to_string(options.reference->config().vocab_size) +
                  ") differs from the model's (" + std::to_string(c.vocab_size) + ")");
   }
   const int64_t batch_tokens = std::max(options.max_batch_tokens, options.ctx);
   ThreadPool pool(options.threads);
   WindowRunner runner(model, batch_tokens, 16, pool);
   std::unique_ptr<WindowRunner> ref_runner;
-  if (options.reference) ref_runner = std::make_unique<WindowRunner>(*options.reference, batch_tokens, 16, pool);
+  if (options.reference)
+    ref_runner = std::make_unique<WindowRunner>(*options.reference, batch_tokens, 16, pool);
 
   EvalResult r;
   double kl_sum = 0;
@@ -91,7 +95,8 @@ StatusOr<EvalResult> EvaluateTokens(Model& model, std::span<const int32_t> token
     int64_t used = 0;
     while (start < n && used + options.ctx <= batch_tokens) {
       const int64_t len = std::min(options.ctx, n - start);
-      if (len >= 2) windows.push_back(tokens.subspan(static_cast<size_t>(start), static_cast<size_t>(len)));
+      if (len >= 2)
+        windows.push_back(tokens.subspan(static_cast<size_t>(start), static_cast<size_t>(len)));
       start += len;
       used += len;
     }
@@ -110,7 +115,8 @@ StatusOr<EvalResult> EvaluateTokens(Model& model, std::span<const int32_t> token
         r.num_scored_tokens += 1;
         r.num_scored_bytes += static_cast<int64_t>(tokenizer.TokenBytes(target).size());
         if (ref_runner) {
-          LogSoftmax(ref_logits.data() + row * static_cast<size_t>(c.vocab_size), c.vocab_size, &lp);
+          LogSoftmax(ref_logits.data() + row * static_cast<size_t>(c.vocab_size), c.vocab_size,
+                     &lp);
           double kl = 0;
           for (int v = 0; v < c.vocab_size; ++v) kl += std::exp(lp[v]) * (lp[v] - lq[v]);
           kl_sum += kl;
@@ -119,7 +125,9 @@ StatusOr<EvalResult> EvaluateTokens(Model& model, std::span<const int32_t> token
     }
   }
   r.perplexity = std::exp(r.nll_nats / static_cast<double>(r.num_scored_tokens));
-  r.bits_per_byte = r.num_scored_bytes > 0 ? r.nll_nats / std::log(2.0) / static_cast<double>(r.num_scored_bytes) : 0;
+  r.bits_per_byte = r.num_scored_bytes > 0
+                        ? r.nll_nats / std::log(2.0) / static_cast<double>(r.num_scored_bytes)
+                        : 0;
   if (ref_runner) r.mean_kl_nats = kl_sum / static_cast<double>(r.num_scored_tokens);
   return r;
 }

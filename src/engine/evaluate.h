@@ -20,9 +20,9 @@
 namespace moerack {
 
 struct EvalOptions {
-  int64_t ctx = 0;                // window length in tokens (>= 2)
+  int64_t ctx = 0;  // window length in tokens (>= 2)
   int threads = 1;
-  Model* reference = nullptr;     // optional: KL(P_reference || P_model) per scored token
+  Model* reference = nullptr;       // optional: KL(P_reference || P_model) per scored token
   int64_t max_batch_tokens = 2048;  // windows batched per forward pass
 };
 
@@ -30,10 +30,10 @@ struct EvalResult {
   int64_t num_scored_tokens = 0;  // tokens after the first of each window
   int64_t num_scored_bytes = 0;   // UTF-8 bytes of those tokens
   int64_t num_windows = 0;
-  double nll_nats = 0;            // summed over scored tokens
-  double perplexity = 0;          // exp(nll / tokens)
-  double bits_per_byte = 0;       // nll / ln 2 / bytes
-  double mean_kl_nats = 0;        // only with a reference
+  double nll_nats = 0;       // summed over scored tokens
+  double perplexity = 0;     // exp(nll / tokens)
+  double bits_per_byte = 0;  // nll / ln 2 / bytes
+  double mean_kl_nats = 0;   // only with a reference
 };
 
 StatusOr<EvalResult> EvaluateTokens(Model& model, std::span<const int32_t> tokens,

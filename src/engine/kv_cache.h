@@ -17,7 +17,8 @@ class KvCache {
   KvCache(int num_layers, int64_t num_blocks, int block_size, int64_t floats_per_token);
   KvCacheView view() const { return view_; }
   static int64_t BytesPerBlock(int num_layers, int block_size, int64_t floats_per_token) {
-    return int64_t{num_layers} * block_size * floats_per_token * static_cast<int64_t>(sizeof(float));
+    return int64_t{num_layers} * block_size * floats_per_token *
+           static_cast<int64_t>(sizeof(float));
   }
 
  private:

@@ -15,8 +15,11 @@ int32_t SampleToken(const float* logits, int vocab_size, const SamplingParams& p
   std::iota(ids.begin(), ids.end(), 0);
   size_t keep = ids.size();
   if (params.top_k > 0 && params.top_k < vocab_size) keep = static_cast<size_t>(params.top_k);
-  auto by_logit = [&](int32_t a, int32_t b) { return logits[a] != logits[b] ? logits[a] > logits[b] : a < b; };
-  std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(keep), ids.end(), by_logit);
+  auto by_logit = [&](int32_t a, int32_t b) {
+    return logits[a] != logits[b] ? logits[a] > logits[b] : a < b;
+  };
+  std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(keep), ids.end(),
+                    by_logit);
   ids.resize(keep);
   std::vector<double> p(keep);
   const double mx = logits[ids[0]];

@@ -17,7 +17,7 @@ struct SamplingParams {
   float top_p = 1.0f;        // nucleus mass in (0, 1]
   uint64_t seed = 0;
   int max_tokens = 16;
-  std::vector<std::string> stop;  // stop strings (not included in the output)
+  std::vector<std::string> stop;        // stop strings (not included in the output)
   std::vector<int32_t> stop_token_ids;  // end the sequence like EOS (not included)
   bool ignore_eos = false;
 };

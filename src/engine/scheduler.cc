@@ -22,7 +22,8 @@ void BlockAllocator::Free(int32_t block) { free_.push_back(block); }
 
 int64_t StepPlan::num_prefill_tokens() const {
   int64_t n = 0;
-  for (const auto& c : chunks) n += c.num_tokens > 1 || !c.samples || c.start == 0 ? c.num_tokens : 0;
+  for (const auto& c : chunks)
+    n += c.num_tokens > 1 || !c.samples || c.start == 0 ? c.num_tokens : 0;
   return n;
 }
 
@@ -41,7 +42,8 @@ Status Scheduler::Add(SeqId seq, int64_t num_tokens) {
   if (seqs_.count(seq)) return Error("sequence " + std::to_string(seq) + " already added");
   if (num_tokens <= 0) return Error("a sequence needs at least one token");
   if (BlocksFor(num_tokens + 1) > blocks_.num_blocks()) {
-    return Error("prompt of " + std::to_string(num_tokens) + " tokens does not fit in the KV cache (" +
+    return Error("prompt of " + std::to_string(num_tokens) +
+                 " tokens does not fit in the KV cache (" +
                  std::to_string(blocks_.num_blocks() * config_.block_size) + " tokens)");
   }
   if (!config_.chunked_prefill && num_tokens > config_.max_num_batched_tokens) {
@@ -130,6 +132,8 @@ void Scheduler::OnStepDone(const StepPlan& plan) {
   }
 }
 
-std::span<const int32_t> Scheduler::BlockTable(SeqId seq) const { return seqs_.at(seq).block_table; }
+std::span<const int32_t> Scheduler::BlockTable(SeqId seq) const {
+  return seqs_.at(seq).block_table;
+}
 
 }  // namespace moerack

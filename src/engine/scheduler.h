@@ -28,11 +28,11 @@ namespace moerack {
 using SeqId = int64_t;
 
 struct SchedulerConfig {
-  int64_t num_blocks = 0;                // KV cache blocks available
-  int block_size = 16;                   // tokens per block
-  int max_num_seqs = 256;                // running sequences at once
-  int64_t max_num_batched_tokens = 2048; // tokens per step (prefill + decode)
-  bool chunked_prefill = true;           // split long prompts across steps
+  int64_t num_blocks = 0;                 // KV cache blocks available
+  int block_size = 16;                    // tokens per block
+  int max_num_seqs = 256;                 // running sequences at once
+  int64_t max_num_batched_tokens = 2048;  // tokens per step (prefill + decode)
+  bool chunked_prefill = true;            // split long prompts across steps
 };
 
 // Fixed-size KV blocks, handed out by id. Pure accounting: the memory itself
@@ -59,9 +59,9 @@ struct ScheduledChunk {
 };
 
 struct StepPlan {
-  std::vector<ScheduledChunk> chunks;   // running order
-  std::vector<SeqId> preempted;         // freed this step, back in the queue
-  int64_t num_prefill_tokens() const;   // tokens of chunks that are not single-token decodes
+  std::vector<ScheduledChunk> chunks;  // running order
+  std::vector<SeqId> preempted;        // freed this step, back in the queue
+  int64_t num_prefill_tokens() const;  // tokens of chunks that are not single-token decodes
   int64_t num_decode_tokens() const;
   bool empty() const { return chunks.empty(); }
 };
@@ -92,11 +92,13 @@ class Scheduler {
 
  private:
   struct Seq {
-    int64_t num_tokens = 0;     // known tokens: prompt + generated
-    int64_t num_computed = 0;   // tokens whose KV is in the cache
+    int64_t num_tokens = 0;    // known tokens: prompt + generated
+    int64_t num_computed = 0;  // tokens whose KV is in the cache
     std::vector<int32_t> block_table;
   };
-  int64_t BlocksFor(int64_t tokens) const { return (tokens + config_.block_size - 1) / config_.block_size; }
+  int64_t BlocksFor(int64_t tokens) const {
+    return (tokens + config_.block_size - 1) / config_.block_size;
+  }
   bool GrowTo(Seq& s, int64_t tokens);  // allocates blocks to hold `tokens`; false if out of blocks
   void Preempt(SeqId seq, StepPlan* plan);
 

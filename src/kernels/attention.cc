@@ -26,7 +26,8 @@ void PagedAttention(const AttentionParams& p, std::span<const AttentionSeq> seqs
     const AttentionSeq& s = *tasks[i].seq;
     const int64_t row = s.first_row + tasks[i].token;
     const int64_t pos = s.start_pos + tasks[i].token;
-    const int64_t first = p.sliding_window > 0 ? std::max<int64_t>(0, pos - p.sliding_window + 1) : 0;
+    const int64_t first =
+        p.sliding_window > 0 ? std::max<int64_t>(0, pos - p.sliding_window + 1) : 0;
     const int64_t n = pos - first + 1;
     std::vector<float> scores(static_cast<size_t>(n * group));
     std::vector<float> acc(static_cast<size_t>(p.v_head_dim));

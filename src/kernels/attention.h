@@ -21,7 +21,7 @@
 namespace moerack {
 
 struct KvCacheView {
-  float* base = nullptr;         // [num_layers][num_blocks][block_size][floats_per_token]
+  float* base = nullptr;  // [num_layers][num_blocks][block_size][floats_per_token]
   int64_t num_blocks = 0;
   int block_size = 0;
   int64_t floats_per_token = 0;
@@ -29,7 +29,8 @@ struct KvCacheView {
   int64_t layer_stride() const { return num_blocks * block_size * floats_per_token; }
   float* Slot(int layer, std::span<const int32_t> block_table, int64_t pos) const {
     const int64_t block = block_table[static_cast<size_t>(pos / block_size)];
-    return base + layer * layer_stride() + (block * block_size + pos % block_size) * floats_per_token;
+    return base + layer * layer_stride() +
+           (block * block_size + pos % block_size) * floats_per_token;
   }
 };
 
@@ -45,16 +46,16 @@ struct AttentionSeq {
 struct AttentionParams {
   const float* q = nullptr;  // [rows, num_heads * head_dim], row stride q_stride
   int64_t q_stride = 0;
-  float* out = nullptr;      // [rows, num_heads * v_head_dim], row stride out_stride
+  float* out = nullptr;  // [rows, num_heads * v_head_dim], row stride out_stride
   int64_t out_stride = 0;
   int num_heads = 0;
   int num_kv_heads = 0;
-  int head_dim = 0;          // query/key dim
-  int v_head_dim = 0;        // value dim
-  int64_t k_offset = 0;      // where K head 0 starts in a token slot (floats)
-  int64_t v_offset = 0;      // where V head 0 starts in a token slot (floats)
-  float scale = 1.0f;        // softmax scale applied to q·k
-  int sliding_window = 0;    // 0: unlimited
+  int head_dim = 0;        // query/key dim
+  int v_head_dim = 0;      // value dim
+  int64_t k_offset = 0;    // where K head 0 starts in a token slot (floats)
+  int64_t v_offset = 0;    // where V head 0 starts in a token slot (floats)
+  float scale = 1.0f;      // softmax scale applied to q·k
+  int sliding_window = 0;  // 0: unlimited
   int layer = 0;
 };
 

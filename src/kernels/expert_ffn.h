@@ -22,10 +22,11 @@ struct ExpertWeights {
 };
 
 struct ExpertFfnParams {
-  std::span<const ExpertWeights> experts;      // one per local expert
-  std::span<const int64_t> expert_offsets;     // [experts + 1]: rows of expert e are [off[e], off[e+1])
-  const float* x = nullptr;                    // [rows, hidden]
-  float* out = nullptr;                        // [rows, hidden]
+  std::span<const ExpertWeights> experts;  // one per local expert
+  std::span<const int64_t>
+      expert_offsets;        // [experts + 1]: rows of expert e are [off[e], off[e+1])
+  const float* x = nullptr;  // [rows, hidden]
+  float* out = nullptr;      // [rows, hidden]
   int64_t hidden = 0;
 };
 

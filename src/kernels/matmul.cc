@@ -62,28 +62,35 @@ void Block(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1)
   for (; n + kN <= n1; n += kN) {
     int64_t m = m0;
     for (; m + kM <= m1; m += kM) {
-      Tile<kM, kN>(p.x + m * p.x_stride, p.x_stride, w + n * K, K, p.y + m * p.y_stride + n, p.y_stride);
+      Tile<kM, kN>(p.x + m * p.x_stride, p.x_stride, w + n * K, K, p.y + m * p.y_stride + n,
+                   p.y_stride);
     }
     for (; m < m1; ++m) {
-      Tile<1, kN>(p.x + m * p.x_stride, p.x_stride, w + n * K, K, p.y + m * p.y_stride + n, p.y_stride);
+      Tile<1, kN>(p.x + m * p.x_stride, p.x_stride, w + n * K, K, p.y + m * p.y_stride + n,
+                  p.y_stride);
     }
   }
   for (; n < n1; ++n) {
     int64_t m = m0;
     for (; m + kM <= m1; m += kM) {
-      Tile<kM, 1>(p.x + m * p.x_stride, p.x_stride, w + n * K, K, p.y + m * p.y_stride + n, p.y_stride);
+      Tile<kM, 1>(p.x + m * p.x_stride, p.x_stride, w + n * K, K, p.y + m * p.y_stride + n,
+                  p.y_stride);
     }
     for (; m < m1; ++m) {
-      Tile<1, 1>(p.x + m * p.x_stride, p.x_stride, w + n * K, K, p.y + m * p.y_stride + n, p.y_stride);
+      Tile<1, 1>(p.x + m * p.x_stride, p.x_stride, w + n * K, K, p.y + m * p.y_stride + n,
+                 p.y_stride);
     }
   }
 }
 
 void RunBlock(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   switch (p.w.dtype) {
-    case DType::kF32: return Block<float>(p, m0, m1, n0, n1);
-    case DType::kBF16: return Block<uint16_t>(p, m0, m1, n0, n1);
-    default: CHECK(false) << "matmul: unsupported weight dtype " << DTypeName(p.w.dtype);
+    case DType::kF32:
+      return Block<float>(p, m0, m1, n0, n1);
+    case DType::kBF16:
+      return Block<uint16_t>(p, m0, m1, n0, n1);
+    default:
+      CHECK(false) << "matmul: unsupported weight dtype " << DTypeName(p.w.dtype);
   }
 }
 
@@ -108,7 +115,8 @@ struct Split {
 Split ChooseSplit(const GemmProblem& p) {
   const int64_t K = p.w.shape[1];
   const int64_t bytes_per_wrow = K * DTypeBits(p.w.dtype) / 8;
-  const int64_t n_block = std::max<int64_t>(16, (256 * 1024 / std::max<int64_t>(bytes_per_wrow, 1)) / 4 * 4);
+  const int64_t n_block =
+      std::max<int64_t>(16, (256 * 1024 / std::max<int64_t>(bytes_per_wrow, 1)) / 4 * 4);
   return Split{n_block, 64};
 }
 

@@ -21,8 +21,8 @@ struct GemmProblem {
   const float* x = nullptr;  // [rows, K], row stride x_stride (floats)
   int64_t x_stride = 0;
   int64_t rows = 0;
-  TensorView w;              // [N, K] contiguous rows
-  float* y = nullptr;        // [rows, N], row stride y_stride (floats)
+  TensorView w;        // [N, K] contiguous rows
+  float* y = nullptr;  // [rows, N], row stride y_stride (floats)
   int64_t y_stride = 0;
 };
 

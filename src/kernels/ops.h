@@ -22,7 +22,6 @@ void RmsNorm(const float* x, int64_t x_stride, const TensorView& w, float eps, i
 // RoPE pairing: NeoX (i, i + d/2) or interleaved (2i, 2i+1); see model/rope.h.
 enum class RopeStyle { kNeox, kInterleaved };
 
-
 // gate[i] = silu(gate[i]) * up[i].
 void SiluMul(float* gate, const float* up, int64_t n);
 

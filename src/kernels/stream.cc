@@ -33,6 +33,8 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace moerack {
 HWY_EXPORT(StreamSumImpl);
-float StreamSum(const float* data, size_t n) { return HWY_DYNAMIC_DISPATCH(StreamSumImpl)(data, n); }
+float StreamSum(const float* data, size_t n) {
+  return HWY_DYNAMIC_DISPATCH(StreamSumImpl)(data, n);
+}
 }  // namespace moerack
 #endif

@@ -11,7 +11,8 @@ using json = nlohmann::json;
 
 StatusOr<int> ConfigReader::Int(const std::string& key) const {
   if (!Has(key)) return Error(source_ + ": missing required field '" + key + "'");
-  if (!j_[key].is_number_integer()) return Error(source_ + ": field '" + key + "' is not an integer");
+  if (!j_[key].is_number_integer())
+    return Error(source_ + ": field '" + key + "' is not an integer");
   const int64_t v = j_[key].get<int64_t>();
   if (v < 0 || v > (1ll << 31) - 1) return Error(source_ + ": field '" + key + "' out of range");
   return static_cast<int>(v);
@@ -112,7 +113,8 @@ StatusOr<ModelConfig> LoadModelConfig(const std::string& dir) {
     ConfigReader r(g, gen_path);
     // Sampling defaults apply only when the generation config asks for sampling.
     if (r.BoolOr("do_sample", true)) {
-      if (r.Has("temperature")) config.generation.temperature = static_cast<float>(r.DoubleOr("temperature", 1.0));
+      if (r.Has("temperature"))
+        config.generation.temperature = static_cast<float>(r.DoubleOr("temperature", 1.0));
       if (r.Has("top_k")) config.generation.top_k = r.IntOr("top_k", 0);
       if (r.Has("top_p")) config.generation.top_p = static_cast<float>(r.DoubleOr("top_p", 1.0));
     }

@@ -57,7 +57,8 @@ std::string LayerName(int layer, const std::string& rest) {
 
 Variant VariantOf(const ModelConfig& c) {
   return c.raw.contains("architectures") && c.raw["architectures"].is_array() &&
-                 !c.raw["architectures"].empty() && c.raw["architectures"][0] == "MistralLarge3ForCausalLM"
+                 !c.raw["architectures"].empty() &&
+                 c.raw["architectures"][0] == "MistralLarge3ForCausalLM"
              ? Variant::kMistralLarge3
              : Variant::kDeepseekV3;
 }
@@ -90,13 +91,16 @@ StatusOr<DeepseekConfig> ParseDeepseek(ModelConfig& c, const std::string& source
   c.head_dim = d.qk_nope + d.qk_rope;
   c.norm_topk_prob = r.BoolOr("norm_topk_prob", true);
   MR_RETURN_IF_ERROR(r.status());
-  if (r.BoolOr("attention_bias", false)) return Error(source + ": attention_bias=true is not supported");
+  if (r.BoolOr("attention_bias", false))
+    return Error(source + ": attention_bias=true is not supported");
   if (c.raw.contains("hidden_act") && c.raw["hidden_act"] != "silu") {
-    return Error(source + ": hidden_act " + c.raw["hidden_act"].dump() + " is not supported (only silu)");
+    return Error(source + ": hidden_act " + c.raw["hidden_act"].dump() +
+                 " is not supported (only silu)");
   }
-  if (c.vocab_size == 0 || c.hidden_size == 0 || c.num_layers == 0 || c.num_heads == 0 || d.kv_lora_rank == 0 ||
-      d.qk_rope % 2 != 0 || d.v_head_dim == 0) {
-    return Error(source + ": vocab_size, hidden_size, num_hidden_layers, num_attention_heads, kv_lora_rank, "
+  if (c.vocab_size == 0 || c.hidden_size == 0 || c.num_layers == 0 || c.num_heads == 0 ||
+      d.kv_lora_rank == 0 || d.qk_rope % 2 != 0 || d.v_head_dim == 0) {
+    return Error(source +
+                 ": vocab_size, hidden_size, num_hidden_layers, num_attention_heads, kv_lora_rank, "
                  "v_head_dim must be > 0 and qk_rope_head_dim even");
   }
   if (freq < 1) return Error(source + ": moe_layer_freq must be >= 1");
@@ -106,7 +110,8 @@ StatusOr<DeepseekConfig> ParseDeepseek(ModelConfig& c, const std::string& source
     c.layer_is_moe.push_back(c.num_experts > 0 && l >= first_dense && l % freq == 0);
   }
   const Variant variant = VariantOf(c);
-  const std::string scoring = c.raw.value("scoring_func", variant == Variant::kMistralLarge3 ? "softmax" : "sigmoid");
+  const std::string scoring =
+      c.raw.value("scoring_func", variant == Variant::kMistralLarge3 ? "softmax" : "sigmoid");
   if (scoring != "sigmoid" && scoring != "softmax") {
     return Error(source + ": scoring_func '" + scoring + "' is not supported (sigmoid or softmax)");
   }
@@ -120,23 +125,29 @@ StatusOr<DeepseekConfig> ParseDeepseek(ModelConfig& c, const std::string& source
   rp.scaling = static_cast<float>(r.DoubleOr("routed_scaling_factor", 1.0));
   d.router_bias = rp.scoring == RouterScoring::kSigmoid;
   MR_RETURN_IF_ERROR(r.status());
-  const bool any_moe = std::find(c.layer_is_moe.begin(), c.layer_is_moe.end(), true) != c.layer_is_moe.end();
+  const bool any_moe =
+      std::find(c.layer_is_moe.begin(), c.layer_is_moe.end(), true) != c.layer_is_moe.end();
   if (any_moe) {
-    if (rp.top_k < 1 || rp.top_k > c.num_experts) return Error(source + ": num_experts_per_tok must be in [1, n_routed_experts]");
+    if (rp.top_k < 1 || rp.top_k > c.num_experts)
+      return Error(source + ": num_experts_per_tok must be in [1, n_routed_experts]");
     if (c.num_experts % rp.num_groups != 0 || rp.topk_groups > rp.num_groups) {
-      return Error(source + ": n_routed_experts must divide into n_group groups and topk_group <= n_group");
+      return Error(source +
+                   ": n_routed_experts must divide into n_group groups and topk_group <= n_group");
     }
     if (rp.top_k > rp.topk_groups * (c.num_experts / rp.num_groups)) {
       return Error(source + ": num_experts_per_tok exceeds the experts of topk_group groups");
     }
   }
   // transformers v5 writes `rope_parameters` (with rope_theta inside) instead of rope_scaling.
-  nlohmann::json rope_scaling = c.raw.contains("rope_scaling") ? c.raw["rope_scaling"] : nlohmann::json();
-  if (rope_scaling.is_null() && c.raw.contains("rope_parameters") && c.raw["rope_parameters"].is_object()) {
+  nlohmann::json rope_scaling =
+      c.raw.contains("rope_scaling") ? c.raw["rope_scaling"] : nlohmann::json();
+  if (rope_scaling.is_null() && c.raw.contains("rope_parameters") &&
+      c.raw["rope_parameters"].is_object()) {
     rope_scaling = c.raw["rope_parameters"];
     c.rope_theta = rope_scaling.value("rope_theta", c.rope_theta);
   }
-  MR_ASSIGN_OR_RETURN(d.rope, MakeRopeTable(d.qk_rope, c.rope_theta, rope_scaling, c.max_position_embeddings, source));
+  MR_ASSIGN_OR_RETURN(d.rope, MakeRopeTable(d.qk_rope, c.rope_theta, rope_scaling,
+                                            c.max_position_embeddings, source));
   d.softmax_scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d.qk_head_dim())));
   // YaRN's magnitude correction of the softmax scale (transformers). Mistral
   // Large 3 uses YaRN frequencies without it (vLLM: apply_scale false).
@@ -149,9 +160,10 @@ StatusOr<DeepseekConfig> ParseDeepseek(ModelConfig& c, const std::string& source
     const auto& q = c.raw["quantization_config"];
     if (q.contains("weight_block_size")) {
       const auto& b = q["weight_block_size"];
-      if (!b.is_array() || b.size() != 2 || !b[0].is_number_integer() || !b[1].is_number_integer() ||
-          b[0].get<int>() <= 0 || b[1].get<int>() <= 0) {
-        return Error(source + ": quantization_config.weight_block_size must be two positive integers");
+      if (!b.is_array() || b.size() != 2 || !b[0].is_number_integer() ||
+          !b[1].is_number_integer() || b[0].get<int>() <= 0 || b[1].get<int>() <= 0) {
+        return Error(source +
+                     ": quantization_config.weight_block_size must be two positive integers");
       }
       d.fp8_block_n = b[0].get<int>();
       d.fp8_block_k = b[1].get<int>();
@@ -161,12 +173,15 @@ StatusOr<DeepseekConfig> ParseDeepseek(ModelConfig& c, const std::string& source
     const auto& l4 = c.raw["llama_4_scaling"];
     d.llama4_beta = l4.value("beta", 0.0);
     d.llama4_original = l4.value("original_max_position_embeddings", 0);
-    if (d.llama4_original <= 0) return Error(source + ": llama_4_scaling.original_max_position_embeddings must be > 0");
+    if (d.llama4_original <= 0)
+      return Error(source + ": llama_4_scaling.original_max_position_embeddings must be > 0");
   }
   return d;
 }
 
-Status ParseConfig(ModelConfig& c, const std::string& source) { return ParseDeepseek(c, source).status(); }
+Status ParseConfig(ModelConfig& c, const std::string& source) {
+  return ParseDeepseek(c, source).status();
+}
 
 std::vector<TensorSpec> TensorSpecs(const ModelConfig& cfg) {
   ModelConfig c = cfg;
@@ -181,18 +196,22 @@ std::vector<TensorSpec> TensorSpecs(const ModelConfig& cfg) {
     if (d.q_lora_rank > 0) {
       specs.push_back({LayerName(l, "self_attn.q_a_proj.weight"), {d.q_lora_rank, H}});
       specs.push_back({LayerName(l, "self_attn.q_a_layernorm.weight"), {d.q_lora_rank}, true});
-      specs.push_back({LayerName(l, "self_attn.q_b_proj.weight"), {nh * d.qk_head_dim(), d.q_lora_rank}});
+      specs.push_back(
+          {LayerName(l, "self_attn.q_b_proj.weight"), {nh * d.qk_head_dim(), d.q_lora_rank}});
     } else {
       specs.push_back({LayerName(l, "self_attn.q_proj.weight"), {nh * d.qk_head_dim(), H}});
     }
-    specs.push_back({LayerName(l, "self_attn.kv_a_proj_with_mqa.weight"), {d.kv_lora_rank + d.qk_rope, H}});
+    specs.push_back(
+        {LayerName(l, "self_attn.kv_a_proj_with_mqa.weight"), {d.kv_lora_rank + d.qk_rope, H}});
     specs.push_back({LayerName(l, "self_attn.kv_a_layernorm.weight"), {d.kv_lora_rank}, true});
-    specs.push_back({LayerName(l, "self_attn.kv_b_proj.weight"), {nh * (d.qk_nope + d.v_head_dim), d.kv_lora_rank}});
+    specs.push_back({LayerName(l, "self_attn.kv_b_proj.weight"),
+                     {nh * (d.qk_nope + d.v_head_dim), d.kv_lora_rank}});
     specs.push_back({LayerName(l, "self_attn.o_proj.weight"), {H, nh * d.v_head_dim}});
     if (c.layer_is_moe[l]) {
       const int64_t I = c.moe_intermediate_size;
       specs.push_back({LayerName(l, "mlp.gate.weight"), {c.num_experts, H}});
-      if (d.router_bias) specs.push_back({LayerName(l, "mlp.gate.e_score_correction_bias"), {c.num_experts}});
+      if (d.router_bias)
+        specs.push_back({LayerName(l, "mlp.gate.e_score_correction_bias"), {c.num_experts}});
       for (int e = 0; e < c.num_experts; ++e) {
         const std::string p = "mlp.experts." + std::to_string(e) + ".";
         specs.push_back({LayerName(l, p + "gate_proj.weight"), {I, H}});
@@ -218,7 +237,8 @@ std::vector<TensorSpec> TensorSpecs(const ModelConfig& cfg) {
 KvSpec KvSpecOf(const ModelConfig& cfg) {
   ModelConfig c = cfg;
   const DeepseekConfig d = ParseDeepseek(c, "").value();
-  return {int64_t{d.kv_lora_rank} + d.qk_rope, int64_t{c.num_heads} * (d.qk_head_dim() + d.v_head_dim)};
+  return {int64_t{d.kv_lora_rank} + d.qk_rope,
+          int64_t{c.num_heads} * (d.qk_head_dim() + d.v_head_dim)};
 }
 
 const std::vector<DType> kNormDTypes = {DType::kBF16, DType::kF32, DType::kF16};
@@ -240,10 +260,11 @@ class DeepseekV3Model final : public Model {
     TensorView input_norm, post_norm;
     TensorView q_a, q_a_norm, q_b, q;  // q_a/q_a_norm/q_b with q_lora_rank, else q
     TensorView kv_a, kv_a_norm, kv_b, o;
-    std::vector<float> w_uk_t;          // [heads][kv_lora_rank][qk_nope]: W_UK transposed per head
+    std::vector<float> w_uk_t;  // [heads][kv_lora_rank][qk_nope]: W_UK transposed per head
     TensorView router;
-    std::vector<float> router_bias;     // e_score_correction_bias, f32
-    std::vector<ExpertWeights> experts;  // routed experts, then the shared expert if any; dense MLP alone
+    std::vector<float> router_bias;  // e_score_correction_bias, f32
+    std::vector<ExpertWeights>
+        experts;  // routed experts, then the shared expert if any; dense MLP alone
     bool has_shared = false;
   };
 
@@ -265,13 +286,15 @@ class DeepseekV3Model final : public Model {
   std::vector<float> h_, x_, tmp_;
 };
 
-Status DeepseekV3Model::GetNorm(const std::string& name, std::vector<int64_t> shape, TensorView* out) {
+Status DeepseekV3Model::GetNorm(const std::string& name, std::vector<int64_t> shape,
+                                TensorView* out) {
   MR_ASSIGN_OR_RETURN(*out, weights_->Get(name, shape, kNormDTypes));
   footprint_.total_bytes += out->nbytes();
   return Status::Ok();
 }
 
-Status DeepseekV3Model::GetLinear(const std::string& name, std::vector<int64_t> shape, TensorView* out) {
+Status DeepseekV3Model::GetLinear(const std::string& name, std::vector<int64_t> shape,
+                                  TensorView* out) {
   MR_ASSIGN_OR_RETURN(TensorView w, weights_->Get(name));
   if (w.dtype != DType::kFP8E4M3) {
     MR_ASSIGN_OR_RETURN(*out, weights_->Get(name, shape, {DType::kBF16, DType::kF32}));
@@ -309,25 +332,31 @@ Status DeepseekV3Model::Load() {
     MR_RETURN_IF_ERROR(GetNorm(LayerName(l, "input_layernorm.weight"), {H}, &L.input_norm));
     MR_RETURN_IF_ERROR(GetNorm(LayerName(l, "post_attention_layernorm.weight"), {H}, &L.post_norm));
     if (d_.q_lora_rank > 0) {
-      MR_RETURN_IF_ERROR(GetLinear(LayerName(l, "self_attn.q_a_proj.weight"), {d_.q_lora_rank, H}, &L.q_a));
-      MR_RETURN_IF_ERROR(GetNorm(LayerName(l, "self_attn.q_a_layernorm.weight"), {d_.q_lora_rank}, &L.q_a_norm));
       MR_RETURN_IF_ERROR(
-          GetLinear(LayerName(l, "self_attn.q_b_proj.weight"), {nh * d_.qk_head_dim(), d_.q_lora_rank}, &L.q_b));
+          GetLinear(LayerName(l, "self_attn.q_a_proj.weight"), {d_.q_lora_rank, H}, &L.q_a));
+      MR_RETURN_IF_ERROR(
+          GetNorm(LayerName(l, "self_attn.q_a_layernorm.weight"), {d_.q_lora_rank}, &L.q_a_norm));
+      MR_RETURN_IF_ERROR(GetLinear(LayerName(l, "self_attn.q_b_proj.weight"),
+                                   {nh * d_.qk_head_dim(), d_.q_lora_rank}, &L.q_b));
     } else {
-      MR_RETURN_IF_ERROR(GetLinear(LayerName(l, "self_attn.q_proj.weight"), {nh * d_.qk_head_dim(), H}, &L.q));
+      MR_RETURN_IF_ERROR(
+          GetLinear(LayerName(l, "self_attn.q_proj.weight"), {nh * d_.qk_head_dim(), H}, &L.q));
     }
+    MR_RETURN_IF_ERROR(GetLinear(LayerName(l, "self_attn.kv_a_proj_with_mqa.weight"),
+                                 {d_.kv_lora_rank + d_.qk_rope, H}, &L.kv_a));
     MR_RETURN_IF_ERROR(
-        GetLinear(LayerName(l, "self_attn.kv_a_proj_with_mqa.weight"), {d_.kv_lora_rank + d_.qk_rope, H}, &L.kv_a));
-    MR_RETURN_IF_ERROR(GetNorm(LayerName(l, "self_attn.kv_a_layernorm.weight"), {d_.kv_lora_rank}, &L.kv_a_norm));
+        GetNorm(LayerName(l, "self_attn.kv_a_layernorm.weight"), {d_.kv_lora_rank}, &L.kv_a_norm));
     MR_RETURN_IF_ERROR(GetLinear(LayerName(l, "self_attn.kv_b_proj.weight"),
                                  {nh * (d_.qk_nope + d_.v_head_dim), d_.kv_lora_rank}, &L.kv_b));
-    MR_RETURN_IF_ERROR(GetLinear(LayerName(l, "self_attn.o_proj.weight"), {H, nh * d_.v_head_dim}, &L.o));
+    MR_RETURN_IF_ERROR(
+        GetLinear(LayerName(l, "self_attn.o_proj.weight"), {H, nh * d_.v_head_dim}, &L.o));
     // W_UK of head h is rows [h * (nope + v), h * (nope + v) + nope) of kv_b.
     L.w_uk_t.resize(static_cast<size_t>(nh * d_.kv_lora_rank * d_.qk_nope));
     std::vector<float> row(static_cast<size_t>(d_.kv_lora_rank));
     for (int64_t h = 0; h < nh; ++h) {
       for (int i = 0; i < d_.qk_nope; ++i) {
-        LoadF32(L.kv_b, (h * (d_.qk_nope + d_.v_head_dim) + i) * d_.kv_lora_rank, d_.kv_lora_rank, row.data());
+        LoadF32(L.kv_b, (h * (d_.qk_nope + d_.v_head_dim) + i) * d_.kv_lora_rank, d_.kv_lora_rank,
+                row.data());
         for (int cidx = 0; cidx < d_.kv_lora_rank; ++cidx) {
           L.w_uk_t[(h * d_.kv_lora_rank + cidx) * d_.qk_nope + i] = row[cidx];
         }
@@ -335,12 +364,13 @@ Status DeepseekV3Model::Load() {
     }
     if (c.layer_is_moe[l]) {
       const int64_t I = c.moe_intermediate_size;
-      MR_ASSIGN_OR_RETURN(L.router, weights_->Get(LayerName(l, "mlp.gate.weight"), {c.num_experts, H},
-                                                  {DType::kBF16, DType::kF32}));
+      MR_ASSIGN_OR_RETURN(L.router, weights_->Get(LayerName(l, "mlp.gate.weight"),
+                                                  {c.num_experts, H}, {DType::kBF16, DType::kF32}));
       footprint_.total_bytes += L.router.nbytes();
       if (d_.router_bias) {
         TensorView bias;
-        MR_RETURN_IF_ERROR(GetNorm(LayerName(l, "mlp.gate.e_score_correction_bias"), {c.num_experts}, &bias));
+        MR_RETURN_IF_ERROR(
+            GetNorm(LayerName(l, "mlp.gate.e_score_correction_bias"), {c.num_experts}, &bias));
         L.router_bias.resize(static_cast<size_t>(c.num_experts));
         LoadF32(bias, 0, c.num_experts, L.router_bias.data());
       }
@@ -355,14 +385,18 @@ Status DeepseekV3Model::Load() {
         expert_bytes = footprint_.total_bytes - b0;
         L.experts.push_back(w);
       }
-      active += footprint_.total_bytes - before - c.num_experts * expert_bytes + c.num_experts_per_tok * expert_bytes;
+      active += footprint_.total_bytes - before - c.num_experts * expert_bytes +
+                c.num_experts_per_tok * expert_bytes;
       if (d_.n_shared_experts > 0) {
         const int64_t S = I * d_.n_shared_experts;
         ExpertWeights w;
         const int64_t b0 = footprint_.total_bytes;
-        MR_RETURN_IF_ERROR(GetLinear(LayerName(l, "mlp.shared_experts.gate_proj.weight"), {S, H}, &w.gate));
-        MR_RETURN_IF_ERROR(GetLinear(LayerName(l, "mlp.shared_experts.up_proj.weight"), {S, H}, &w.up));
-        MR_RETURN_IF_ERROR(GetLinear(LayerName(l, "mlp.shared_experts.down_proj.weight"), {H, S}, &w.down));
+        MR_RETURN_IF_ERROR(
+            GetLinear(LayerName(l, "mlp.shared_experts.gate_proj.weight"), {S, H}, &w.gate));
+        MR_RETURN_IF_ERROR(
+            GetLinear(LayerName(l, "mlp.shared_experts.up_proj.weight"), {S, H}, &w.up));
+        MR_RETURN_IF_ERROR(
+            GetLinear(LayerName(l, "mlp.shared_experts.down_proj.weight"), {H, S}, &w.down));
         L.experts.push_back(w);
         L.has_shared = true;
         active += footprint_.total_bytes - b0;
@@ -382,7 +416,8 @@ Status DeepseekV3Model::Load() {
 }
 
 void DeepseekV3Model::Attention(const Layer& L, int layer, std::span<const AttentionSeq> seqs,
-                                std::span<const int64_t> positions, const KvCacheView& cache, ThreadPool& pool) {
+                                std::span<const int64_t> positions, const KvCacheView& cache,
+                                ThreadPool& pool) {
   const ModelConfig& c = config_;
   const int64_t T = static_cast<int64_t>(positions.size()), H = c.hidden_size, nh = c.num_heads;
   const int64_t dqk = d_.qk_head_dim(), R = d_.kv_lora_rank, dr = d_.qk_rope, dv = d_.v_head_dim;
@@ -393,7 +428,8 @@ void DeepseekV3Model::Attention(const Layer& L, int layer, std::span<const Atten
     const GemmProblem first[2] = {{x_.data(), H, T, L.q_a, cq.data(), d_.q_lora_rank},
                                   {x_.data(), H, T, L.kv_a, kva.data(), kva_dim}};
     GroupedMatMul(first, pool);
-    RmsNorm(cq.data(), d_.q_lora_rank, L.q_a_norm, d_.latent_norm_eps, T, d_.q_lora_rank, cq.data(), d_.q_lora_rank);
+    RmsNorm(cq.data(), d_.q_lora_rank, L.q_a_norm, d_.latent_norm_eps, T, d_.q_lora_rank, cq.data(),
+            d_.q_lora_rank);
     MatMul({cq.data(), d_.q_lora_rank, T, L.q_b, q.data(), nh * dqk}, pool);
   } else {
     const GemmProblem first[2] = {{x_.data(), H, T, L.q, q.data(), nh * dqk},
@@ -407,12 +443,14 @@ void DeepseekV3Model::Attention(const Layer& L, int layer, std::span<const Atten
       float* qt = q.data() + t * nh * dqk;
       float* kv = kva.data() + t * kva_dim;
       RmsNorm(kv, R, L.kv_a_norm, d_.latent_norm_eps, 1, R, kv, R);
-      ApplyRopeTable(kv + R, 1, dr, static_cast<int>(dr), positions[t], d_.rope, RopeStyle::kInterleaved);
-      ApplyRopeTable(qt + d_.qk_nope, static_cast<int>(nh), dqk, static_cast<int>(dr), positions[t], d_.rope,
+      ApplyRopeTable(kv + R, 1, dr, static_cast<int>(dr), positions[t], d_.rope,
                      RopeStyle::kInterleaved);
+      ApplyRopeTable(qt + d_.qk_nope, static_cast<int>(nh), dqk, static_cast<int>(dr), positions[t],
+                     d_.rope, RopeStyle::kInterleaved);
       if (d_.llama4_beta != 0.0) {
         const float s = static_cast<float>(
-            1.0 + d_.llama4_beta * std::log(1.0 + std::floor(static_cast<double>(positions[t]) / d_.llama4_original)));
+            1.0 + d_.llama4_beta * std::log(1.0 + std::floor(static_cast<double>(positions[t]) /
+                                                             d_.llama4_original)));
         for (int64_t i = 0; i < nh * dqk; ++i) qt[i] *= s;
       }
       for (int64_t h = 0; h < nh; ++h) {
@@ -423,14 +461,15 @@ void DeepseekV3Model::Attention(const Layer& L, int layer, std::span<const Atten
   std::vector<GemmProblem> absorb;
   for (int64_t h = 0; h < nh; ++h) {
     absorb.push_back({q.data() + h * dqk, nh * dqk, T,
-                      TensorView(const_cast<float*>(L.w_uk_t.data()) + h * R * d_.qk_nope, DType::kF32,
-                                 {R, d_.qk_nope}),
+                      TensorView(const_cast<float*>(L.w_uk_t.data()) + h * R * d_.qk_nope,
+                                 DType::kF32, {R, d_.qk_nope}),
                       q_lat.data() + h * lat, nh * lat});
   }
   GroupedMatMul(absorb, pool);
   for (const AttentionSeq& s : seqs) {
     for (int64_t i = 0; i < s.num_tokens; ++i) {
-      std::copy_n(kva.data() + (s.first_row + i) * kva_dim, kva_dim, cache.Slot(layer, s.block_table, s.start_pos + i));
+      std::copy_n(kva.data() + (s.first_row + i) * kva_dim, kva_dim,
+                  cache.Slot(layer, s.block_table, s.start_pos + i));
     }
   }
   std::vector<float> o_lat(static_cast<size_t>(T * nh * R));
@@ -453,8 +492,9 @@ void DeepseekV3Model::Attention(const Layer& L, int layer, std::span<const Atten
   std::vector<GemmProblem> expand;
   const int64_t row_bytes = R * DTypeBits(L.kv_b.dtype) / 8;
   for (int64_t h = 0; h < nh; ++h) {
-    TensorView w_uv(static_cast<char*>(L.kv_b.data) + (h * (d_.qk_nope + dv) + d_.qk_nope) * row_bytes, L.kv_b.dtype,
-                    {dv, R});
+    TensorView w_uv(
+        static_cast<char*>(L.kv_b.data) + (h * (d_.qk_nope + dv) + d_.qk_nope) * row_bytes,
+        L.kv_b.dtype, {dv, R});
     expand.push_back({o_lat.data() + h * R, nh * R, T, w_uv, o.data() + h * dv, nh * dv});
   }
   GroupedMatMul(expand, pool);
@@ -505,7 +545,8 @@ void DeepseekV3Model::Forward(const ForwardBatch& batch, const KvCacheView& cach
   std::vector<AttentionSeq> seqs;
   std::vector<int64_t> positions, logit_rows;
   for (const SequenceChunk& s : batch.seqs) {
-    const int64_t first = static_cast<int64_t>(positions.size()), n = static_cast<int64_t>(s.tokens.size());
+    const int64_t first = static_cast<int64_t>(positions.size()),
+                  n = static_cast<int64_t>(s.tokens.size());
     seqs.push_back({first, n, s.start_pos, s.block_table});
     for (int64_t i = 0; i < n; ++i) positions.push_back(s.start_pos + i);
     if (s.logits == SequenceChunk::Logits::kAll) {
@@ -534,7 +575,8 @@ void DeepseekV3Model::Forward(const ForwardBatch& batch, const KvCacheView& cach
   if (R == 0) return;
   std::vector<float> last(static_cast<size_t>(R * H));
   for (int64_t i = 0; i < R; ++i) {
-    RmsNorm(h_.data() + logit_rows[i] * H, H, final_norm_, c.rms_norm_eps, 1, H, last.data() + i * H, H);
+    RmsNorm(h_.data() + logit_rows[i] * H, H, final_norm_, c.rms_norm_eps, 1, H,
+            last.data() + i * H, H);
   }
   const size_t out0 = logits->size();
   logits->resize(out0 + static_cast<size_t>(R * c.vocab_size));
@@ -550,7 +592,11 @@ StatusOr<std::unique_ptr<Model>> Load(const ModelConfig& c, std::shared_ptr<cons
 }  // namespace
 
 const Architecture kDeepseekV3Architecture = {
-    {"DeepseekV3ForCausalLM", "KimiK2ForCausalLM", "MistralLarge3ForCausalLM", "deepseek_v3", "kimi_k2"},
-    &ParseConfig, &TensorSpecs, &Load, &KvSpecOf};
+    {"DeepseekV3ForCausalLM", "KimiK2ForCausalLM", "MistralLarge3ForCausalLM", "deepseek_v3",
+     "kimi_k2"},
+    &ParseConfig,
+    &TensorSpecs,
+    &Load,
+    &KvSpecOf};
 
 }  // namespace moerack

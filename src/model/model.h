@@ -29,7 +29,7 @@ struct ForwardBatch {
 };
 
 struct WeightFootprint {
-  int64_t total_bytes = 0;           // all weights the model reads
+  int64_t total_bytes = 0;             // all weights the model reads
   int64_t active_bytes_per_token = 0;  // weights one decoded token reads (top-k experts)
 };
 

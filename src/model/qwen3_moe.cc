@@ -29,7 +29,8 @@ std::string LayerName(int layer, const std::string& rest) {
 
 // Names of the MoE tensors of a layer, which the two families spell differently.
 std::string RouterName(Family f, int layer) {
-  return LayerName(layer, f == Family::kMixtral ? "block_sparse_moe.gate.weight" : "mlp.gate.weight");
+  return LayerName(layer,
+                   f == Family::kMixtral ? "block_sparse_moe.gate.weight" : "mlp.gate.weight");
 }
 std::string ExpertName(Family f, int layer, int expert, const std::string& which) {
   const std::string e = std::to_string(expert);
@@ -82,14 +83,17 @@ Status ParseConfig(ModelConfig& c, const std::string& source, Family f) {
       MR_ASSIGN_OR_RETURN(c.moe_intermediate_size, r.Int("moe_intermediate_size"));
     }
   }
-  const bool any_dense = std::find(c.layer_is_moe.begin(), c.layer_is_moe.end(), false) != c.layer_is_moe.end();
+  const bool any_dense =
+      std::find(c.layer_is_moe.begin(), c.layer_is_moe.end(), false) != c.layer_is_moe.end();
   if (any_dense) {
     MR_ASSIGN_OR_RETURN(c.intermediate_size, r.Int("intermediate_size"));
   }
   MR_RETURN_IF_ERROR(r.status());
-  if (r.Has("rope_scaling")) return Error(source + ": rope_scaling is not supported for this architecture yet");
+  if (r.Has("rope_scaling"))
+    return Error(source + ": rope_scaling is not supported for this architecture yet");
   if (c.raw.contains("hidden_act") && c.raw["hidden_act"] != "silu") {
-    return Error(source + ": hidden_act " + c.raw["hidden_act"].dump() + " is not supported (only silu)");
+    return Error(source + ": hidden_act " + c.raw["hidden_act"].dump() +
+                 " is not supported (only silu)");
   }
   if (c.vocab_size == 0 || c.hidden_size == 0 || c.num_layers == 0) {
     return Error(source + ": vocab_size, hidden_size and num_hidden_layers must be > 0");
@@ -97,8 +101,10 @@ Status ParseConfig(ModelConfig& c, const std::string& source, Family f) {
   if (c.num_kv_heads == 0 || c.num_heads % c.num_kv_heads != 0) {
     return Error(source + ": num_attention_heads must be a multiple of num_key_value_heads");
   }
-  if (c.head_dim == 0 || c.head_dim % 2 != 0) return Error(source + ": head_dim must be even and > 0");
-  const bool any_moe = std::find(c.layer_is_moe.begin(), c.layer_is_moe.end(), true) != c.layer_is_moe.end();
+  if (c.head_dim == 0 || c.head_dim % 2 != 0)
+    return Error(source + ": head_dim must be even and > 0");
+  const bool any_moe =
+      std::find(c.layer_is_moe.begin(), c.layer_is_moe.end(), true) != c.layer_is_moe.end();
   if (any_moe && (c.num_experts_per_tok == 0 || c.num_experts_per_tok > c.num_experts)) {
     return Error(source + ": num_experts_per_tok must be in [1, number of experts]");
   }
@@ -179,31 +185,42 @@ class Qwen3MoeModel final : public Model {
     for (int l = 0; l < c.num_layers; ++l) {
       Layer& L = layers_[l];
       const int64_t before = footprint_.total_bytes;
-      MR_RETURN_IF_ERROR(get(LayerName(l, "input_layernorm.weight"), {H}, kNormDTypes, &L.input_norm));
-      MR_RETURN_IF_ERROR(get(LayerName(l, "post_attention_layernorm.weight"), {H}, kNormDTypes, &L.post_norm));
+      MR_RETURN_IF_ERROR(
+          get(LayerName(l, "input_layernorm.weight"), {H}, kNormDTypes, &L.input_norm));
+      MR_RETURN_IF_ERROR(
+          get(LayerName(l, "post_attention_layernorm.weight"), {H}, kNormDTypes, &L.post_norm));
       MR_RETURN_IF_ERROR(get(LayerName(l, "self_attn.q_proj.weight"), {q, H}, kLinearDTypes, &L.q));
-      MR_RETURN_IF_ERROR(get(LayerName(l, "self_attn.k_proj.weight"), {kv, H}, kLinearDTypes, &L.k));
-      MR_RETURN_IF_ERROR(get(LayerName(l, "self_attn.v_proj.weight"), {kv, H}, kLinearDTypes, &L.v));
+      MR_RETURN_IF_ERROR(
+          get(LayerName(l, "self_attn.k_proj.weight"), {kv, H}, kLinearDTypes, &L.k));
+      MR_RETURN_IF_ERROR(
+          get(LayerName(l, "self_attn.v_proj.weight"), {kv, H}, kLinearDTypes, &L.v));
       MR_RETURN_IF_ERROR(get(LayerName(l, "self_attn.o_proj.weight"), {H, q}, kLinearDTypes, &L.o));
       if (c.attention_bias) {
         MR_RETURN_IF_ERROR(get(LayerName(l, "self_attn.q_proj.bias"), {q}, kNormDTypes, &L.q_bias));
-        MR_RETURN_IF_ERROR(get(LayerName(l, "self_attn.k_proj.bias"), {kv}, kNormDTypes, &L.k_bias));
-        MR_RETURN_IF_ERROR(get(LayerName(l, "self_attn.v_proj.bias"), {kv}, kNormDTypes, &L.v_bias));
+        MR_RETURN_IF_ERROR(
+            get(LayerName(l, "self_attn.k_proj.bias"), {kv}, kNormDTypes, &L.k_bias));
+        MR_RETURN_IF_ERROR(
+            get(LayerName(l, "self_attn.v_proj.bias"), {kv}, kNormDTypes, &L.v_bias));
         MR_RETURN_IF_ERROR(get(LayerName(l, "self_attn.o_proj.bias"), {H}, kNormDTypes, &L.o_bias));
       }
       if (family_ == Family::kQwen3Moe) {
-        MR_RETURN_IF_ERROR(get(LayerName(l, "self_attn.q_norm.weight"), {c.head_dim}, kNormDTypes, &L.q_norm));
-        MR_RETURN_IF_ERROR(get(LayerName(l, "self_attn.k_norm.weight"), {c.head_dim}, kNormDTypes, &L.k_norm));
+        MR_RETURN_IF_ERROR(
+            get(LayerName(l, "self_attn.q_norm.weight"), {c.head_dim}, kNormDTypes, &L.q_norm));
+        MR_RETURN_IF_ERROR(
+            get(LayerName(l, "self_attn.k_norm.weight"), {c.head_dim}, kNormDTypes, &L.k_norm));
       }
       if (c.layer_is_moe[l]) {
         const int64_t I = c.moe_intermediate_size;
-        MR_RETURN_IF_ERROR(get(RouterName(family_, l), {c.num_experts, H}, kLinearDTypes, &L.router));
+        MR_RETURN_IF_ERROR(
+            get(RouterName(family_, l), {c.num_experts, H}, kLinearDTypes, &L.router));
         active += footprint_.total_bytes - before;
         for (int e = 0; e < c.num_experts; ++e) {
           ExpertWeights w;
-          MR_RETURN_IF_ERROR(get(ExpertName(family_, l, e, "gate"), {I, H}, kLinearDTypes, &w.gate));
+          MR_RETURN_IF_ERROR(
+              get(ExpertName(family_, l, e, "gate"), {I, H}, kLinearDTypes, &w.gate));
           MR_RETURN_IF_ERROR(get(ExpertName(family_, l, e, "up"), {I, H}, kLinearDTypes, &w.up));
-          MR_RETURN_IF_ERROR(get(ExpertName(family_, l, e, "down"), {H, I}, kLinearDTypes, &w.down));
+          MR_RETURN_IF_ERROR(
+              get(ExpertName(family_, l, e, "down"), {H, I}, kLinearDTypes, &w.down));
           L.experts.push_back(w);
         }
         const ExpertWeights& w0 = L.experts[0];
@@ -211,15 +228,18 @@ class Qwen3MoeModel final : public Model {
       } else {
         const int64_t I = c.intermediate_size;
         ExpertWeights w;
-        MR_RETURN_IF_ERROR(get(LayerName(l, "mlp.gate_proj.weight"), {I, H}, kLinearDTypes, &w.gate));
+        MR_RETURN_IF_ERROR(
+            get(LayerName(l, "mlp.gate_proj.weight"), {I, H}, kLinearDTypes, &w.gate));
         MR_RETURN_IF_ERROR(get(LayerName(l, "mlp.up_proj.weight"), {I, H}, kLinearDTypes, &w.up));
-        MR_RETURN_IF_ERROR(get(LayerName(l, "mlp.down_proj.weight"), {H, I}, kLinearDTypes, &w.down));
+        MR_RETURN_IF_ERROR(
+            get(LayerName(l, "mlp.down_proj.weight"), {H, I}, kLinearDTypes, &w.down));
         L.experts.push_back(w);
         active += footprint_.total_bytes - before;
       }
     }
     footprint_.active_bytes_per_token = active;
-    MR_ASSIGN_OR_RETURN(rope_, MakeRopeTable(c.head_dim, c.rope_theta, nullptr, c.max_position_embeddings, ""));
+    MR_ASSIGN_OR_RETURN(
+        rope_, MakeRopeTable(c.head_dim, c.rope_theta, nullptr, c.max_position_embeddings, ""));
     return Status::Ok();
   }
 
@@ -233,12 +253,13 @@ class Qwen3MoeModel final : public Model {
  private:
   struct Layer {
     TensorView input_norm, post_norm, q, k, v, o, q_bias, k_bias, v_bias, o_bias, q_norm, k_norm;
-    TensorView router;                  // empty for dense layers
+    TensorView router;                   // empty for dense layers
     std::vector<ExpertWeights> experts;  // one entry (the dense MLP) for dense layers
   };
 
-  void Attention(const Layer& L, int layer, const ForwardBatch& batch, std::span<const AttentionSeq> seqs,
-                 std::span<const int64_t> positions, const KvCacheView& cache, ThreadPool& pool);
+  void Attention(const Layer& L, int layer, const ForwardBatch& batch,
+                 std::span<const AttentionSeq> seqs, std::span<const int64_t> positions,
+                 const KvCacheView& cache, ThreadPool& pool);
   void FeedForward(const Layer& L, int64_t T, ThreadPool& pool);
 
   ModelConfig config_;
@@ -262,8 +283,9 @@ void AddBias(float* y, int64_t rows, int64_t stride, const TensorView& bias) {
 }
 
 void Qwen3MoeModel::Attention(const Layer& L, int layer, const ForwardBatch& batch,
-                              std::span<const AttentionSeq> seqs, std::span<const int64_t> positions,
-                              const KvCacheView& cache, ThreadPool& pool) {
+                              std::span<const AttentionSeq> seqs,
+                              std::span<const int64_t> positions, const KvCacheView& cache,
+                              ThreadPool& pool) {
   (void)batch;
   const ModelConfig& c = config_;
   const int64_t T = static_cast<int64_t>(positions.size()), H = c.hidden_size;
@@ -281,10 +303,13 @@ void Qwen3MoeModel::Attention(const Layer& L, int layer, const ForwardBatch& bat
       float* kt = k_.data() + t * nkv;
       if (!L.q_norm.empty()) {
         RmsNorm(qt, c.head_dim, L.q_norm, c.rms_norm_eps, c.num_heads, c.head_dim, qt, c.head_dim);
-        RmsNorm(kt, c.head_dim, L.k_norm, c.rms_norm_eps, c.num_kv_heads, c.head_dim, kt, c.head_dim);
+        RmsNorm(kt, c.head_dim, L.k_norm, c.rms_norm_eps, c.num_kv_heads, c.head_dim, kt,
+                c.head_dim);
       }
-      ApplyRopeTable(qt, c.num_heads, c.head_dim, c.head_dim, positions[t], rope_, RopeStyle::kNeox);
-      ApplyRopeTable(kt, c.num_kv_heads, c.head_dim, c.head_dim, positions[t], rope_, RopeStyle::kNeox);
+      ApplyRopeTable(qt, c.num_heads, c.head_dim, c.head_dim, positions[t], rope_,
+                     RopeStyle::kNeox);
+      ApplyRopeTable(kt, c.num_kv_heads, c.head_dim, c.head_dim, positions[t], rope_,
+                     RopeStyle::kNeox);
     }
   });
   for (const AttentionSeq& s : seqs) {
@@ -333,7 +358,8 @@ void Qwen3MoeModel::FeedForward(const Layer& L, int64_t T, ThreadPool& pool) {
     std::vector<float> dispatched;
     DispatchTokens(plan, x_.data(), H, &dispatched);
     std::vector<float> expert_out(dispatched.size());
-    GroupedExpertFfn({L.experts, plan.expert_offsets, dispatched.data(), expert_out.data(), H}, pool);
+    GroupedExpertFfn({L.experts, plan.expert_offsets, dispatched.data(), expert_out.data(), H},
+                     pool);
     CombineExpertOutputs(plan, routing, expert_out.data(), H, tmp_.data(), pool);
   }
   for (int64_t i = 0; i < T * H; ++i) h_[i] += tmp_[i];
@@ -347,7 +373,8 @@ void Qwen3MoeModel::Forward(const ForwardBatch& batch, const KvCacheView& cache,
   std::vector<int64_t> positions;
   std::vector<int64_t> logit_rows;
   for (const SequenceChunk& s : batch.seqs) {
-    const int64_t first = static_cast<int64_t>(positions.size()), n = static_cast<int64_t>(s.tokens.size());
+    const int64_t first = static_cast<int64_t>(positions.size()),
+                  n = static_cast<int64_t>(s.tokens.size());
     seqs.push_back({first, n, s.start_pos, s.block_table});
     for (int64_t i = 0; i < n; ++i) positions.push_back(s.start_pos + i);
     if (s.logits == SequenceChunk::Logits::kAll) {
@@ -381,7 +408,8 @@ void Qwen3MoeModel::Forward(const ForwardBatch& batch, const KvCacheView& cache,
   if (R == 0) return;
   std::vector<float> last(static_cast<size_t>(R * H));
   for (int64_t i = 0; i < R; ++i) {
-    RmsNorm(h_.data() + logit_rows[i] * H, H, final_norm_, c.rms_norm_eps, 1, H, last.data() + i * H, H);
+    RmsNorm(h_.data() + logit_rows[i] * H, H, final_norm_, c.rms_norm_eps, 1, H,
+            last.data() + i * H, H);
   }
   const size_t out0 = logits->size();
   logits->resize(out0 + static_cast<size_t>(R * c.vocab_size));

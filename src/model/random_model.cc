@@ -16,15 +16,14 @@ using json = nlohmann::json;
 namespace {
 
 // Uniform in [-1, 1) from the top 24 bits: the same on every platform.
-float Uniform(std::mt19937_64& rng) {
-  return static_cast<float>(rng() >> 40) * 0x1.0p-23f - 1.0f;
-}
+float Uniform(std::mt19937_64& rng) { return static_cast<float>(rng() >> 40) * 0x1.0p-23f - 1.0f; }
 
 // DeepSeek's FP8 checkpoints quantize every linear weight but embeddings,
 // lm_head and the router gate (formats.md §3.4).
 bool IsBlockFp8Quantized(const TensorSpec& spec) {
   auto ends_with = [&](const std::string& suffix) {
-    return spec.name.size() >= suffix.size() && spec.name.compare(spec.name.size() - suffix.size(), suffix.size(), suffix) == 0;
+    return spec.name.size() >= suffix.size() &&
+           spec.name.compare(spec.name.size() - suffix.size(), suffix.size(), suffix) == 0;
   };
   return spec.shape.size() == 2 && !spec.is_norm && !ends_with("embed_tokens.weight") &&
          !ends_with("lm_head.weight") && !ends_with("mlp.gate.weight");
@@ -64,15 +63,19 @@ Status WriteRandomModel(const RandomModelOptions& options) {
       std::vector<float> s;
       QuantizeBlockFp8(w.data(), spec.shape[0], spec.shape[1], 128, &q, &s);
       tensors.push_back({spec.name, DType::kFP8E4M3, spec.shape, std::string(q.begin(), q.end())});
-      tensors.push_back({spec.name + "_scale_inv", DType::kF32,
-                         {(spec.shape[0] + 127) / 128, (spec.shape[1] + 127) / 128},
-                         std::string(reinterpret_cast<const char*>(s.data()), s.size() * sizeof(float))});
+      tensors.push_back(
+          {spec.name + "_scale_inv",
+           DType::kF32,
+           {(spec.shape[0] + 127) / 128, (spec.shape[1] + 127) / 128},
+           std::string(reinterpret_cast<const char*>(s.data()), s.size() * sizeof(float))});
       continue;
     }
     tensors.push_back({spec.name, DType::kBF16, spec.shape, std::move(bytes)});
   }
   if (options.fp8_block) {
-    j["quantization_config"] = {{"activation_scheme", "dynamic"}, {"fmt", "e4m3"}, {"quant_method", "fp8"},
+    j["quantization_config"] = {{"activation_scheme", "dynamic"},
+                                {"fmt", "e4m3"},
+                                {"quant_method", "fp8"},
                                 {"weight_block_size", {128, 128}}};
   }
   const fs::path dir(options.out_dir);
@@ -82,10 +85,13 @@ Status WriteRandomModel(const RandomModelOptions& options) {
   const std::string eos_text = "<|endoftext|>";
   MR_RETURN_IF_ERROR(WriteStringToFile((dir / "generation_config.json").string(),
                                        json{{"eos_token_id", eos}}.dump(2) + "\n"));
-  MR_RETURN_IF_ERROR(WriteStringToFile((dir / "tokenizer.json").string(),
-                                       MakeByteLevelTokenizerJson(config.vocab_size, eos_text).dump()));
-  MR_RETURN_IF_ERROR(WriteStringToFile((dir / "tokenizer_config.json").string(),
-                                       json{{"eos_token", eos_text}, {"tokenizer_class", "PreTrainedTokenizerFast"}}.dump(2) + "\n"));
+  MR_RETURN_IF_ERROR(
+      WriteStringToFile((dir / "tokenizer.json").string(),
+                        MakeByteLevelTokenizerJson(config.vocab_size, eos_text).dump()));
+  MR_RETURN_IF_ERROR(WriteStringToFile(
+      (dir / "tokenizer_config.json").string(),
+      json{{"eos_token", eos_text}, {"tokenizer_class", "PreTrainedTokenizerFast"}}.dump(2) +
+          "\n"));
   return Status::Ok();
 }
 

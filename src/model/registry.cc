@@ -38,7 +38,8 @@ StatusOr<const Architecture*> FindArchitecture(const nlohmann::json& j, const st
     return Error(source + ": neither 'architectures' nor 'model_type' is set");
   }
   std::string known;
-  for (const Architecture* a : kArchitectures) known += (known.empty() ? "" : ", ") + std::string(a->names.front());
+  for (const Architecture* a : kArchitectures)
+    known += (known.empty() ? "" : ", ") + std::string(a->names.front());
   return Error(source + ": unknown architecture '" + (arch.empty() ? model_type : arch) +
                "' (model_type '" + model_type + "'); supported: " + known);
 }
@@ -53,9 +54,11 @@ ParameterCount CountParameters(const Architecture& arch, const ModelConfig& conf
     if (spec.name.find(".experts.") != std::string::npos) routed += n;
   }
   count.active = count.total - routed;
-  if (config.num_experts > 0) count.active += routed / config.num_experts * config.num_experts_per_tok;
+  if (config.num_experts > 0)
+    count.active += routed / config.num_experts * config.num_experts_per_tok;
   count.read_per_token = count.active;
-  if (!config.tie_word_embeddings) count.read_per_token -= int64_t{config.vocab_size - 1} * config.hidden_size;
+  if (!config.tie_word_embeddings)
+    count.read_per_token -= int64_t{config.vocab_size - 1} * config.hidden_size;
   return count;
 }
 

@@ -17,11 +17,15 @@ StatusOr<RopeTable> MakeRopeTable(int rope_dim, double theta, const nlohmann::js
   for (int j = 0; j < half; ++j) t.inv_freq[j] = 1.0 / std::pow(theta, 2.0 * j / rope_dim);
   if (rope_scaling.is_null()) return t;
   if (!rope_scaling.is_object()) return Error(source + ": rope_scaling is not an object");
-  const std::string type = rope_scaling.value("rope_type", rope_scaling.value("type", std::string()));
+  const std::string type =
+      rope_scaling.value("rope_type", rope_scaling.value("type", std::string()));
   if (type == "default") return t;
-  if (type != "yarn") return Error(source + ": rope_scaling type '" + type + "' is not supported (only yarn)");
+  if (type != "yarn")
+    return Error(source + ": rope_scaling type '" + type + "' is not supported (only yarn)");
   auto num = [&](const char* key, double fallback) -> double {
-    return rope_scaling.contains(key) && rope_scaling[key].is_number() ? rope_scaling[key].get<double>() : fallback;
+    return rope_scaling.contains(key) && rope_scaling[key].is_number()
+               ? rope_scaling[key].get<double>()
+               : fallback;
   };
   if (!rope_scaling.contains("factor") || !rope_scaling["factor"].is_number()) {
     return Error(source + ": rope_scaling.factor is required for yarn");

@@ -14,10 +14,10 @@
 namespace moerack {
 
 struct RopeTable {
-  std::vector<double> inv_freq;    // rope_dim / 2 entries
-  double attention_factor = 1.0;   // scales cos and sin (YaRN)
-  double yarn_factor = 1.0;        // rope_scaling.factor (1 when not scaled)
-  double mscale_all_dim = 0.0;     // rope_scaling.mscale_all_dim (0 when absent)
+  std::vector<double> inv_freq;   // rope_dim / 2 entries
+  double attention_factor = 1.0;  // scales cos and sin (YaRN)
+  double yarn_factor = 1.0;       // rope_scaling.factor (1 when not scaled)
+  double mscale_all_dim = 0.0;    // rope_scaling.mscale_all_dim (0 when absent)
 };
 
 // `rope_scaling` may be null. Errors name the field and `source`.

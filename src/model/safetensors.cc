@@ -26,7 +26,9 @@ std::string ShapeStr(const std::vector<int64_t>& s) {
 StatusOr<std::vector<SafetensorsEntry>> ParseSafetensorsHeader(const uint8_t* bytes,
                                                                size_t file_size,
                                                                size_t* data_offset) {
-  if (file_size < 8) return Error("file too small for a safetensors header (" + std::to_string(file_size) + " bytes)");
+  if (file_size < 8)
+    return Error("file too small for a safetensors header (" + std::to_string(file_size) +
+                 " bytes)");
   uint64_t n = 0;
   std::memcpy(&n, bytes, 8);  // little-endian hosts only (x86, arm64)
   if (n > kMaxHeaderBytes) return Error("header length " + std::to_string(n) + " exceeds 100 MB");
@@ -60,7 +62,8 @@ StatusOr<std::vector<SafetensorsEntry>> ParseSafetensorsHeader(const uint8_t* by
     if (!v["shape"].is_array()) return Error(where + ": shape is not an array");
     uint64_t numel = 1;
     for (const auto& d : v["shape"]) {
-      if (!d.is_number_unsigned()) return Error(where + ": shape has a non-integer or negative dim");
+      if (!d.is_number_unsigned())
+        return Error(where + ": shape has a non-integer or negative dim");
       const uint64_t dim = d.get<uint64_t>();
       if (dim > (1ull << 40) || (dim != 0 && numel > (1ull << 50) / dim)) {
         return Error(where + ": shape is absurdly large");
@@ -114,7 +117,8 @@ Status WeightStore::AddFile(const std::string& path) {
   auto entries = ParseSafetensorsHeader(file->data(), file->size(), &data_offset);
   if (!entries.ok()) return entries.status().WithContext(path);
   for (auto& e : *entries) {
-    if (tensors_.count(e.name)) return Error(path + ": tensor '" + e.name + "' also in " + tensors_[e.name].file);
+    if (tensors_.count(e.name))
+      return Error(path + ": tensor '" + e.name + "' also in " + tensors_[e.name].file);
     if (e.shape.size() > static_cast<size_t>(kMaxDims)) {
       return Error(path + ": tensor '" + e.name + "' has more than 4 dims");
     }
@@ -138,7 +142,8 @@ Status WeightStore::AddFile(const std::string& path) {
   return Status::Ok();
 }
 
-StatusOr<std::unique_ptr<WeightStore>> WeightStore::OpenFiles(const std::vector<std::string>& files) {
+StatusOr<std::unique_ptr<WeightStore>> WeightStore::OpenFiles(
+    const std::vector<std::string>& files) {
   std::unique_ptr<WeightStore> store(new WeightStore());
   for (const auto& f : files) MR_RETURN_IF_ERROR(store->AddFile(f));
   return store;
@@ -156,9 +161,11 @@ StatusOr<std::unique_ptr<WeightStore>> WeightStore::Open(const std::string& dir)
     }
     std::set<std::string> shards;
     for (const auto& [name, file] : j["weight_map"].items()) {
-      if (!file.is_string()) return Error(index.string() + ": weight_map['" + name + "'] is not a string");
+      if (!file.is_string())
+        return Error(index.string() + ": weight_map['" + name + "'] is not a string");
       const std::string shard = file.get<std::string>();
-      if (shard.find('/') != std::string::npos) return Error(index.string() + ": shard name '" + shard + "' has a '/'");
+      if (shard.find('/') != std::string::npos)
+        return Error(index.string() + ": shard name '" + shard + "' has a '/'");
       shards.insert(shard);
     }
     for (const auto& s : shards) files.push_back((fs::path(dir) / s).string());
@@ -166,9 +173,11 @@ StatusOr<std::unique_ptr<WeightStore>> WeightStore::Open(const std::string& dir)
     // The index must agree with the shards' own headers.
     for (const auto& [name, file] : j["weight_map"].items()) {
       const std::string shard = (fs::path(dir) / file.get<std::string>()).string();
-      if (!store->Has(name)) return Error(index.string() + ": tensor '" + name + "' is not in " + shard);
+      if (!store->Has(name))
+        return Error(index.string() + ": tensor '" + name + "' is not in " + shard);
       if (store->FileOf(name) != shard) {
-        return Error(index.string() + ": tensor '" + name + "' is in " + store->FileOf(name) + ", not " + shard);
+        return Error(index.string() + ": tensor '" + name + "' is in " + store->FileOf(name) +
+                     ", not " + shard);
       }
     }
     return store;
@@ -193,7 +202,8 @@ StatusOr<TensorView> WeightStore::Get(const std::string& name, const std::vector
   MR_ASSIGN_OR_RETURN(TensorView v, Get(name));
   const std::vector<int64_t> have(v.shape.begin(), v.shape.begin() + v.ndim);
   const std::string where = "tensor '" + name + "' in " + FileOf(name);
-  if (have != shape) return Error(where + ": shape " + ShapeStr(have) + ", expected " + ShapeStr(shape));
+  if (have != shape)
+    return Error(where + ": shape " + ShapeStr(have) + ", expected " + ShapeStr(shape));
   if (std::find(dtypes.begin(), dtypes.end(), v.dtype) == dtypes.end()) {
     std::string want;
     for (DType d : dtypes) want += (want.empty() ? "" : " or ") + std::string(DTypeName(d));
@@ -218,7 +228,8 @@ Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite
   std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->name < b->name; });
   for (size_t i = 0; i < order.size(); ++i) {
     const TensorToWrite& t = *order[i];
-    if (i > 0 && order[i - 1]->name == t.name) return Error(path + ": tensor '" + t.name + "' given twice");
+    if (i > 0 && order[i - 1]->name == t.name)
+      return Error(path + ": tensor '" + t.name + "' given twice");
     uint64_t bits = static_cast<uint64_t>(DTypeBits(t.dtype));
     for (int64_t d : t.shape) bits *= static_cast<uint64_t>(d);
     if (bits % 8 != 0 || bits / 8 != t.bytes.size()) {
@@ -242,7 +253,8 @@ Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite
   const uint64_t n = h.size();
   out.write(reinterpret_cast<const char*>(&n), 8);
   out.write(h.data(), static_cast<std::streamsize>(h.size()));
-  for (const auto* t : order) out.write(t->bytes.data(), static_cast<std::streamsize>(t->bytes.size()));
+  for (const auto* t : order)
+    out.write(t->bytes.data(), static_cast<std::streamsize>(t->bytes.size()));
   out.close();
   if (!out) return Error(path + ": write failed");
   return Status::Ok();

@@ -16,7 +16,8 @@ DispatchPlan PlanDispatch(const RoutingResult& routing, int num_experts) {
   for (size_t i = 0; i < routing.expert_ids.size(); ++i) {
     const int64_t row = next[static_cast<size_t>(routing.expert_ids[i])]++;
     plan.slot_row[i] = row;
-    plan.row_token[static_cast<size_t>(row)] = static_cast<int32_t>(i / static_cast<size_t>(routing.top_k));
+    plan.row_token[static_cast<size_t>(row)] =
+        static_cast<int32_t>(i / static_cast<size_t>(routing.top_k));
   }
   return plan;
 }

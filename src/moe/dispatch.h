@@ -18,9 +18,10 @@ namespace moerack {
 // Where every (token, slot) pair goes.
 struct DispatchPlan {
   int num_experts = 0;
-  std::vector<int64_t> expert_offsets;  // [num_experts + 1]: rows of expert e in the dispatched buffer
-  std::vector<int64_t> slot_row;        // [tokens * top_k]: row of (token, slot)
-  std::vector<int32_t> row_token;       // [rows]: source token of each dispatched row
+  std::vector<int64_t>
+      expert_offsets;              // [num_experts + 1]: rows of expert e in the dispatched buffer
+  std::vector<int64_t> slot_row;   // [tokens * top_k]: row of (token, slot)
+  std::vector<int32_t> row_token;  // [rows]: source token of each dispatched row
 };
 
 // Groups rows by expert; within an expert, rows are in (token, slot) order.

@@ -1,8 +1,8 @@
 // Routers: per token, which experts (top-k) and with what weights.
 //
 // One parametrised router covers the families we run (vLLM's grouped_topk):
-//   scores = softmax(logits) (Qwen3-MoE, Mixtral, Mistral Large 3) or sigmoid(logits) (DeepSeek-V3);
-//   choice = scores + bias (DeepSeek's e_score_correction_bias: selection only);
+//   scores = softmax(logits) (Qwen3-MoE, Mixtral, Mistral Large 3) or sigmoid(logits)
+//   (DeepSeek-V3); choice = scores + bias (DeepSeek's e_score_correction_bias: selection only);
 //   with groups: rank groups by the sum of their top-2 choice scores (with a bias) or
 //     their max (without), keep the best topk_groups, zero the other groups' choice scores;
 //   top-k of choice; weights = scores (not choice) of the chosen experts,
@@ -39,6 +39,7 @@ struct RouterParams {
 };
 
 // logits: [num_tokens, num_experts] router outputs.
-void RouteTopK(const float* logits, int64_t num_tokens, const RouterParams& params, RoutingResult* out);
+void RouteTopK(const float* logits, int64_t num_tokens, const RouterParams& params,
+               RoutingResult* out);
 
 }  // namespace moerack

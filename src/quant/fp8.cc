@@ -32,10 +32,12 @@ uint8_t F32ToFp8E4M3(float f) {
   return sign | static_cast<uint8_t>(((qe + 7) << 3) | mant);
 }
 
-StatusOr<std::vector<float>> DequantizeBlockFp8(const TensorView& weight, const TensorView& scale_inv,
-                                                int block_n, int block_k) {
+StatusOr<std::vector<float>> DequantizeBlockFp8(const TensorView& weight,
+                                                const TensorView& scale_inv, int block_n,
+                                                int block_k) {
   if (block_n <= 0 || block_k <= 0) return Error("FP8 block size must be > 0");
-  if (weight.ndim != 2 || weight.dtype != DType::kFP8E4M3) return Error("weight is not F8_E4M3 2-D");
+  if (weight.ndim != 2 || weight.dtype != DType::kFP8E4M3)
+    return Error("weight is not F8_E4M3 2-D");
   const int64_t n = weight.shape[0], k = weight.shape[1];
   const int64_t nb = (n + block_n - 1) / block_n, kb = (k + block_k - 1) / block_k;
   if (scale_inv.dtype != DType::kF32 || scale_inv.ndim != 2 || scale_inv.shape[0] != nb ||
@@ -50,7 +52,8 @@ StatusOr<std::vector<float>> DequantizeBlockFp8(const TensorView& weight, const 
   float lut[256];
   for (int i = 0; i < 256; ++i) lut[i] = Fp8E4M3ToF32(static_cast<uint8_t>(i));
   for (int64_t r = 0; r < n; ++r) {
-    for (int64_t c = 0; c < k; ++c) out[r * k + c] = lut[q[r * k + c]] * s[(r / block_n) * kb + c / block_k];
+    for (int64_t c = 0; c < k; ++c)
+      out[r * k + c] = lut[q[r * k + c]] * s[(r / block_n) * kb + c / block_k];
   }
   return out;
 }
@@ -69,7 +72,8 @@ void QuantizeBlockFp8(const float* w, int64_t n, int64_t k, int block, std::vect
       const float scale = amax > 0 ? amax / kFp8E4M3Max : 1.0f;
       (*scale_inv)[bi * kb + bj] = scale;
       for (int64_t r = bi * block; r < r1; ++r)
-        for (int64_t c = bj * block; c < c1; ++c) (*q)[r * k + c] = F32ToFp8E4M3(w[r * k + c] / scale);
+        for (int64_t c = bj * block; c < c1; ++c)
+          (*q)[r * k + c] = F32ToFp8E4M3(w[r * k + c] / scale);
     }
   }
 }

@@ -20,8 +20,9 @@ uint8_t F32ToFp8E4M3(float f);
 
 // A block-quantized weight: `weight` F8_E4M3 [N, K] and `scale_inv` F32
 // [ceil(N / block_n), ceil(K / block_k)]. Returns W in f32, [N, K] row-major.
-StatusOr<std::vector<float>> DequantizeBlockFp8(const TensorView& weight, const TensorView& scale_inv,
-                                                int block_n = 128, int block_k = 128);
+StatusOr<std::vector<float>> DequantizeBlockFp8(const TensorView& weight,
+                                                const TensorView& scale_inv, int block_n = 128,
+                                                int block_k = 128);
 
 // Quantizes f32 [N, K] to block FP8: per block, scale = amax / 448 (1 for an
 // all-zero block), q = fp8(w / scale); scale_inv receives the scales.

@@ -36,8 +36,8 @@ class EngineTest : public ::testing::TestWithParam<std::string> {
 
   // Runs the prompts together and returns each one's generated tokens.
   std::vector<std::vector<int32_t>> Run(const std::vector<std::vector<int32_t>>& prompts,
-                                        const std::vector<SamplingParams>& params, const RunOptions& setup,
-                                        EngineStats* stats = nullptr) {
+                                        const std::vector<SamplingParams>& params,
+                                        const RunOptions& setup, EngineStats* stats = nullptr) {
     EngineConfig ec;
     ec.max_model_len = setup.max_model_len;
     ec.scheduler.block_size = 4;
@@ -93,7 +93,8 @@ TEST_P(EngineTest, BatchedChunkedAndPreemptedRunsEqualSingleRuns) {
     params.push_back(i % 2 ? Sampled(12, 100 + i) : Greedy(12));
   }
   std::vector<std::vector<int32_t>> alone;
-  for (size_t i = 0; i < prompts.size(); ++i) alone.push_back(Run({prompts[i]}, {params[i]}, RunOptions{})[0]);
+  for (size_t i = 0; i < prompts.size(); ++i)
+    alone.push_back(Run({prompts[i]}, {params[i]}, RunOptions{})[0]);
   for (const auto& a : alone) EXPECT_EQ(a.size(), 12u);
 
   EXPECT_EQ(Run(prompts, params, RunOptions{}), alone) << "batched";
@@ -128,7 +129,8 @@ TEST_P(EngineTest, StopsAtEosStopStringAndMaxModelLen) {
   SamplingParams until_eos = Greedy(16);
   until_eos.stop_token_ids = {free_run[3]};
   const auto eos_run = Run({p}, {until_eos}, RunOptions{})[0];
-  const auto first_eos = std::find(free_run.begin(), free_run.end(), free_run[3]) - free_run.begin();
+  const auto first_eos =
+      std::find(free_run.begin(), free_run.end(), free_run[3]) - free_run.begin();
   EXPECT_EQ(static_cast<int64_t>(eos_run.size()), first_eos);
 
   // max_model_len: prompt 6 + 4 generated.
@@ -176,10 +178,12 @@ TEST_P(EngineTest, RejectsBadRequests) {
   EXPECT_FALSE(engine.AddRequest({}, Greedy(1)).ok());
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, EngineTest, ::testing::Values("tiny-qwen3-moe", "tiny-deepseek-v3"),
+INSTANTIATE_TEST_SUITE_P(Models, EngineTest,
+                         ::testing::Values("tiny-qwen3-moe", "tiny-deepseek-v3"),
                          [](const auto& info) {
                            std::string n = info.param;
-                           for (char& c : n) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+                           for (char& c : n)
+                             c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
                            return n;
                          });
 

@@ -48,7 +48,7 @@ TEST(SchedulerTest, ChunkedPrefillUnderTokenBudgetThenDecode) {
 }
 
 TEST(SchedulerTest, AdmitsOnlyWhenKvBlocksAreFree) {
-  Scheduler s(Config(4, 100));  // 16 token slots
+  Scheduler s(Config(4, 100));    // 16 token slots
   ASSERT_TRUE(s.Add(1, 9).ok());  // 3 blocks
   ASSERT_TRUE(s.Add(2, 8).ok());  // 2 blocks: does not fit next to 1
   StepPlan p = s.Schedule();

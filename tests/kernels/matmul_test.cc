@@ -15,7 +15,8 @@ struct Weights {
   std::vector<float> f32;
   std::vector<uint16_t> bf16;
   TensorView View(DType t, int64_t n, int64_t k) {
-    return t == DType::kF32 ? TensorView(f32.data(), t, {n, k}) : TensorView(bf16.data(), t, {n, k});
+    return t == DType::kF32 ? TensorView(f32.data(), t, {n, k})
+                            : TensorView(bf16.data(), t, {n, k});
   }
 };
 
@@ -41,8 +42,8 @@ class MatMulTest : public ::testing::TestWithParam<DType> {};
 TEST_P(MatMulTest, MatchesReferenceOnOddSizesAndMisalignedRows) {
   std::mt19937 rng(42);
   ThreadPool pool(2);
-  for (auto [m, n, k] : {std::tuple{1, 1, 1}, {3, 5, 7}, {5, 17, 33}, {8, 64, 128}, {37, 19, 100},
-                         {2, 130, 257}}) {
+  for (auto [m, n, k] :
+       {std::tuple{1, 1, 1}, {3, 5, 7}, {5, 17, 33}, {8, 64, 128}, {37, 19, 100}, {2, 130, 257}}) {
     Weights w = RandomWeights(n, k, rng);
     // x rows start one float past an aligned boundary and have a padded stride.
     const int64_t ldx = k + 3;
@@ -106,7 +107,8 @@ TEST_P(MatMulTest, GroupedEqualsSeparate) {
     singles.emplace_back(static_cast<size_t>(rows[e] * ns[e]));
   }
   for (int e = 0; e < 4; ++e) {
-    problems.push_back({xs[e].data(), k, rows[e], ws[e].View(GetParam(), ns[e], k), ys[e].data(), ns[e]});
+    problems.push_back(
+        {xs[e].data(), k, rows[e], ws[e].View(GetParam(), ns[e], k), ys[e].data(), ns[e]});
   }
   GroupedMatMul(problems, pool);
   for (int e = 0; e < 4; ++e) {
@@ -132,7 +134,8 @@ TEST(ExpertFfnTest, MatchesScalarSwiGlu) {
     down.push_back(RandomWeights(hidden, inter, rng));
   }
   for (int e = 0; e < num_experts; ++e) {
-    experts.push_back({gate[e].View(DType::kBF16, inter, hidden), up[e].View(DType::kBF16, inter, hidden),
+    experts.push_back({gate[e].View(DType::kBF16, inter, hidden),
+                       up[e].View(DType::kBF16, inter, hidden),
                        down[e].View(DType::kBF16, hidden, inter)});
   }
   const std::vector<int64_t> offsets = {0, 2, 2, 7};

@@ -8,8 +8,8 @@
 #include <cmath>
 #include <fstream>
 #include <numeric>
-
 #include <sstream>
+
 #include "core/mapped_file.h"
 #include "core/npy.h"
 #include "engine/kv_cache.h"
@@ -84,18 +84,19 @@ TEST_P(GoldenTest, PrefillDecodeAndChunkedMatchReference) {
   EXPECT_EQ(ChunkedLogits(**model, tokens, {7, 3, 16, 1}, 2), prefill);
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, GoldenTest,
-                         ::testing::Values("tiny-qwen3-moe", "tiny-qwen3-moe-sparse2", "tiny-mixtral",
-                                           // DeepSeek-V3 family: q_lora + grouped sigmoid routing + YaRN +
-                                           // shared expert + dense lead layer; q_lora null + tied
-                                           // embeddings; Kimi K2; Mistral Large 3; block FP8 weights.
-                                           "tiny-deepseek-v3", "tiny-deepseek-v3-qnull", "tiny-kimi-k2",
-                                           "tiny-mistral-large-3", "tiny-deepseek-v3-fp8"),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           for (char& c : n) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-                           return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Models, GoldenTest,
+    ::testing::Values("tiny-qwen3-moe", "tiny-qwen3-moe-sparse2", "tiny-mixtral",
+                      // DeepSeek-V3 family: q_lora + grouped sigmoid routing + YaRN +
+                      // shared expert + dense lead layer; q_lora null + tied
+                      // embeddings; Kimi K2; Mistral Large 3; block FP8 weights.
+                      "tiny-deepseek-v3", "tiny-deepseek-v3-qnull", "tiny-kimi-k2",
+                      "tiny-mistral-large-3", "tiny-deepseek-v3-fp8"),
+    [](const auto& info) {
+      std::string n = info.param;
+      for (char& c : n) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+      return n;
+    });
 
 // The CLI path: `moerack logits` (prefill and --decode-from) against the golden.
 class GoldenCliTest : public ::testing::TestWithParam<std::string> {};
@@ -108,8 +109,8 @@ TEST_P(GoldenCliTest, LogitsCommandMatchesReference) {
   for (int32_t t : GoldenTokens()) tokens += (tokens.empty() ? "" : ",") + std::to_string(t);
   for (const std::string extra : {"", " --decode-from 3 --threads 2"}) {
     const std::string out = ::testing::TempDir() + "/cli_logits.npy";
-    const std::string cmd = std::string(MOERACK_BINARY) + " logits --model " + dir + " --tokens " + tokens +
-                            " --out " + out + extra;
+    const std::string cmd = std::string(MOERACK_BINARY) + " logits --model " + dir + " --tokens " +
+                            tokens + " --out " + out + extra;
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
     auto got = ReadNpyF32(out);
     ASSERT_TRUE(got.ok());
@@ -118,10 +119,12 @@ TEST_P(GoldenCliTest, LogitsCommandMatchesReference) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, GoldenCliTest, ::testing::Values("tiny-qwen3-moe", "tiny-deepseek-v3"),
+INSTANTIATE_TEST_SUITE_P(Models, GoldenCliTest,
+                         ::testing::Values("tiny-qwen3-moe", "tiny-deepseek-v3"),
                          [](const auto& info) {
                            std::string n = info.param;
-                           for (char& c : n) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+                           for (char& c : n)
+                             c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
                            return n;
                          });
 

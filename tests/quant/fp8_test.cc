@@ -10,8 +10,8 @@ namespace {
 
 TEST(Fp8Test, DecodesKnownCodes) {
   EXPECT_EQ(Fp8E4M3ToF32(0x00), 0.0f);
-  EXPECT_EQ(Fp8E4M3ToF32(0x38), 1.0f);          // E=7, M=0
-  EXPECT_EQ(Fp8E4M3ToF32(0x7e), 448.0f);        // max finite
+  EXPECT_EQ(Fp8E4M3ToF32(0x38), 1.0f);    // E=7, M=0
+  EXPECT_EQ(Fp8E4M3ToF32(0x7e), 448.0f);  // max finite
   EXPECT_EQ(Fp8E4M3ToF32(0xfe), -448.0f);
   EXPECT_EQ(Fp8E4M3ToF32(0x01), std::ldexp(1.0f, -9));  // smallest subnormal
   EXPECT_EQ(Fp8E4M3ToF32(0x08), std::ldexp(1.0f, -6));  // smallest normal
@@ -29,10 +29,10 @@ TEST(Fp8Test, EncodeIsInverseOnEveryCodeAndRoundsToNearestEven) {
     }
     EXPECT_EQ(F32ToFp8E4M3(v), c) << c;
   }
-  EXPECT_EQ(F32ToFp8E4M3(1000.0f), 0x7e);   // saturates
+  EXPECT_EQ(F32ToFp8E4M3(1000.0f), 0x7e);  // saturates
   EXPECT_EQ(F32ToFp8E4M3(-1e9f), 0xfe);
-  EXPECT_EQ(F32ToFp8E4M3(1.0625f), 0x38);   // halfway 1 and 1.125: to even (1.0)
-  EXPECT_EQ(F32ToFp8E4M3(1.1875f), 0x3a);   // halfway 1.125 and 1.25: to even (1.25)
+  EXPECT_EQ(F32ToFp8E4M3(1.0625f), 0x38);                // halfway 1 and 1.125: to even (1.0)
+  EXPECT_EQ(F32ToFp8E4M3(1.1875f), 0x3a);                // halfway 1.125 and 1.25: to even (1.25)
   EXPECT_EQ(F32ToFp8E4M3(std::ldexp(1.0f, -10)), 0x00);  // half the smallest subnormal: to even (0)
   EXPECT_EQ(F32ToFp8E4M3(std::ldexp(3.0f, -10)), 0x02);  // 1.5 subnormal steps: to even (2)
   // Nearest for random values: no representable value is closer.
@@ -65,7 +65,8 @@ TEST(Fp8Test, BlockRoundTripWithinOneStep) {
   ASSERT_TRUE(d.ok()) << d.status().message();
   for (int64_t i = 0; i < n * k; ++i) {
     const float scale = s[(i / k / 128) * 3 + (i % k) / 128];
-    EXPECT_LE(std::fabs((*d)[i] - w[i]), scale * 448.0f / 16) << i;  // half a step at the top binade
+    EXPECT_LE(std::fabs((*d)[i] - w[i]), scale * 448.0f / 16)
+        << i;  // half a step at the top binade
   }
   TensorView bad(s.data(), DType::kF32, {3, 2});
   EXPECT_FALSE(DequantizeBlockFp8(qv, bad).ok());
