@@ -37,7 +37,7 @@ int RunEval(const EvalFlags& f) {
     if (!ref.ok()) return Fail(cmd, ref.status().WithContext("--reference"));
     reference = std::move(ref).value();
   }
-  const std::vector<int32_t> tokens = tokenizer->Encode(*text, /*parse_special=*/false);
+  const std::vector<int32_t> tokens = tokenizer->Encode(*text);
   EvalOptions options;
   options.ctx = f.ctx > 0 ? f.ctx : (*model)->config().max_position_embeddings;
   options.threads = f.threads;
