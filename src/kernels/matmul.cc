@@ -6,6 +6,7 @@
 #include <hwy/highway.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 HWY_BEFORE_NAMESPACE();
@@ -14,6 +15,8 @@ namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
 using DF = hn::ScalableTag<float>;
+// Up to this many rows per block, weights are streamed one row at a time.
+constexpr int64_t kSmallRows = 4;
 using VF = hn::Vec<DF>;
 
 HWY_INLINE VF LoadW(DF df, const float* w) { return hn::LoadU(df, w); }
@@ -58,28 +61,34 @@ void Block(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1)
   const int64_t K = p.w.shape[1];
   const WT* w = static_cast<const WT*>(p.w.data);
   constexpr int kM = 4, kN = 4;
+  auto tile = [&](auto mr, auto nr, int64_t m, int64_t n) {
+    Tile<decltype(mr)::value, decltype(nr)::value>(p.x + m * p.x_stride, p.x_stride, w + n * K, K,
+                                                   p.y + m * p.y_stride + n, p.y_stride);
+  };
+  using One = std::integral_constant<int, 1>;
+  using Four = std::integral_constant<int, 4>;
+  if (m1 - m0 <= kSmallRows) {
+    // Few rows (decode): bound by streaming the weights, which is fastest one
+    // weight row at a time (a single sequential stream; interleaving four rows
+    // measured ~30% slower here). The rows of x stay in L1.
+    for (int64_t n = n0; n < n1; ++n) {
+      int64_t m = m0;
+      for (; m + kM <= m1; m += kM) tile(Four{}, One{}, m, n);
+      for (; m < m1; ++m) tile(One{}, One{}, m, n);
+    }
+    return;
+  }
+  // Many rows (prefill): bound by FMAs; 4x4 register tiles reuse each load 4 times.
   int64_t n = n0;
   for (; n + kN <= n1; n += kN) {
     int64_t m = m0;
-    for (; m + kM <= m1; m += kM) {
-      Tile<kM, kN>(p.x + m * p.x_stride, p.x_stride, w + n * K, K, p.y + m * p.y_stride + n,
-                   p.y_stride);
-    }
-    for (; m < m1; ++m) {
-      Tile<1, kN>(p.x + m * p.x_stride, p.x_stride, w + n * K, K, p.y + m * p.y_stride + n,
-                  p.y_stride);
-    }
+    for (; m + kM <= m1; m += kM) tile(Four{}, Four{}, m, n);
+    for (; m < m1; ++m) tile(One{}, Four{}, m, n);
   }
   for (; n < n1; ++n) {
     int64_t m = m0;
-    for (; m + kM <= m1; m += kM) {
-      Tile<kM, 1>(p.x + m * p.x_stride, p.x_stride, w + n * K, K, p.y + m * p.y_stride + n,
-                  p.y_stride);
-    }
-    for (; m < m1; ++m) {
-      Tile<1, 1>(p.x + m * p.x_stride, p.x_stride, w + n * K, K, p.y + m * p.y_stride + n,
-                 p.y_stride);
-    }
+    for (; m + kM <= m1; m += kM) tile(Four{}, One{}, m, n);
+    for (; m < m1; ++m) tile(One{}, One{}, m, n);
   }
 }
 
