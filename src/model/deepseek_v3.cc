@@ -18,9 +18,9 @@
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "model/architectures.h"
+#include "model/decoder.h"
 #include "model/rope.h"
-#include "moe/dispatch.h"
-#include "moe/router.h"
+#include "moe/moe_layer.h"
 #include "quant/fp8.h"
 
 namespace moerack {
@@ -262,9 +262,9 @@ class DeepseekV3Model final : public Model {
     TensorView kv_a, kv_a_norm, kv_b, o;
     std::vector<float> w_uk_t;  // [heads][kv_lora_rank][qk_nope]: W_UK transposed per head
     TensorView router;
-    std::vector<float> router_bias;  // e_score_correction_bias, f32
-    std::vector<ExpertWeights>
-        experts;  // routed experts, then the shared expert if any; dense MLP alone
+    std::vector<float> router_bias;      // e_score_correction_bias, f32
+    std::vector<ExpertWeights> experts;  // routed experts; the dense MLP alone in dense layers
+    ExpertWeights shared;                // the shared expert, if has_shared
     bool has_shared = false;
   };
 
@@ -397,7 +397,7 @@ Status DeepseekV3Model::Load() {
             GetLinear(LayerName(l, "mlp.shared_experts.up_proj.weight"), {S, H}, &w.up));
         MR_RETURN_IF_ERROR(
             GetLinear(LayerName(l, "mlp.shared_experts.down_proj.weight"), {H, S}, &w.down));
-        L.experts.push_back(w);
+        L.shared = w;
         L.has_shared = true;
         active += footprint_.total_bytes - b0;
       }
@@ -503,37 +503,15 @@ void DeepseekV3Model::Attention(const Layer& L, int layer, std::span<const Atten
 }
 
 void DeepseekV3Model::FeedForward(const Layer& L, int64_t T, ThreadPool& pool) {
-  const ModelConfig& c = config_;
-  const int64_t H = c.hidden_size;
+  const int64_t H = config_.hidden_size;
   if (L.router.empty()) {
     const int64_t offsets[2] = {0, T};
     GroupedExpertFfn({L.experts, offsets, x_.data(), tmp_.data(), H}, pool);
-    for (int64_t i = 0; i < T * H; ++i) h_[i] += tmp_[i];
-    return;
-  }
-  std::vector<float> router_logits(static_cast<size_t>(T * c.num_experts));
-  MatMul({x_.data(), H, T, L.router, router_logits.data(), c.num_experts}, pool);
-  RouterParams rp = d_.router;
-  rp.bias = L.router_bias.empty() ? nullptr : L.router_bias.data();
-  RoutingResult routing;
-  RouteTopK(router_logits.data(), T, rp, &routing);
-  const DispatchPlan plan = PlanDispatch(routing, c.num_experts);
-  std::vector<float> rows;
-  DispatchTokens(plan, x_.data(), H, &rows);
-  const int64_t routed_rows = static_cast<int64_t>(plan.row_token.size());
-  // The shared expert (replicated, never dispatched) rides in the same grouped
-  // GEMM as one more group holding every token.
-  std::vector<int64_t> offsets = plan.expert_offsets;
-  if (L.has_shared) {
-    rows.insert(rows.end(), x_.begin(), x_.begin() + T * H);
-    offsets.push_back(routed_rows + T);
-  }
-  std::vector<float> out(rows.size());
-  GroupedExpertFfn({L.experts, offsets, rows.data(), out.data(), H}, pool);
-  CombineExpertOutputs(plan, routing, out.data(), H, tmp_.data(), pool);
-  if (L.has_shared) {
-    const float* shared = out.data() + routed_rows * H;
-    for (int64_t i = 0; i < T * H; ++i) tmp_[i] += shared[i];
+  } else {
+    RouterParams rp = d_.router;
+    rp.bias = L.router_bias.empty() ? nullptr : L.router_bias.data();
+    RunMoeLayer({L.router, rp, L.experts, L.has_shared ? &L.shared : nullptr}, x_.data(), T, H,
+                tmp_.data(), pool);
   }
   for (int64_t i = 0; i < T * H; ++i) h_[i] += tmp_[i];
 }
@@ -542,45 +520,22 @@ void DeepseekV3Model::Forward(const ForwardBatch& batch, const KvCacheView& cach
                               std::vector<float>* logits) {
   const ModelConfig& c = config_;
   const int64_t H = c.hidden_size;
-  std::vector<AttentionSeq> seqs;
-  std::vector<int64_t> positions, logit_rows;
-  for (const SequenceChunk& s : batch.seqs) {
-    const int64_t first = static_cast<int64_t>(positions.size()),
-                  n = static_cast<int64_t>(s.tokens.size());
-    seqs.push_back({first, n, s.start_pos, s.block_table});
-    for (int64_t i = 0; i < n; ++i) positions.push_back(s.start_pos + i);
-    if (s.logits == SequenceChunk::Logits::kAll) {
-      for (int64_t i = 0; i < n; ++i) logit_rows.push_back(first + i);
-    } else if (s.logits == SequenceChunk::Logits::kLast && n > 0) {
-      logit_rows.push_back(first + n - 1);
-    }
-  }
-  const int64_t T = static_cast<int64_t>(positions.size());
+  const BatchLayout layout = LayoutBatch(batch);
+  const int64_t T = layout.num_rows();
   if (T == 0) return;
   h_.resize(static_cast<size_t>(T * H));
   x_.resize(h_.size());
   tmp_.resize(h_.size());
-  int64_t row = 0;
-  for (const SequenceChunk& s : batch.seqs) {
-    for (int32_t tok : s.tokens) LoadF32(embed_, int64_t{tok} * H, H, h_.data() + H * row++);
-  }
+  EmbedTokens(batch, embed_, H, h_.data());
   for (int l = 0; l < c.num_layers; ++l) {
     const Layer& L = layers_[l];
     RmsNorm(h_.data(), H, L.input_norm, c.rms_norm_eps, T, H, x_.data(), H);
-    Attention(L, l, seqs, positions, cache, pool);
+    Attention(L, l, layout.seqs, layout.positions, cache, pool);
     RmsNorm(h_.data(), H, L.post_norm, c.rms_norm_eps, T, H, x_.data(), H);
     FeedForward(L, T, pool);
   }
-  const int64_t R = static_cast<int64_t>(logit_rows.size());
-  if (R == 0) return;
-  std::vector<float> last(static_cast<size_t>(R * H));
-  for (int64_t i = 0; i < R; ++i) {
-    RmsNorm(h_.data() + logit_rows[i] * H, H, final_norm_, c.rms_norm_eps, 1, H,
-            last.data() + i * H, H);
-  }
-  const size_t out0 = logits->size();
-  logits->resize(out0 + static_cast<size_t>(R * c.vocab_size));
-  MatMul({last.data(), H, R, lm_head_, logits->data() + out0, c.vocab_size}, pool);
+  AppendLogits({final_norm_, c.rms_norm_eps, lm_head_}, h_.data(), H, layout.logit_rows, pool,
+               logits);
 }
 
 StatusOr<std::unique_ptr<Model>> Load(const ModelConfig& c, std::shared_ptr<const WeightStore> w) {

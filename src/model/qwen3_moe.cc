@@ -11,9 +11,9 @@
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "model/architectures.h"
+#include "model/decoder.h"
 #include "model/rope.h"
-#include "moe/dispatch.h"
-#include "moe/router.h"
+#include "moe/moe_layer.h"
 
 namespace moerack {
 namespace {
@@ -257,9 +257,8 @@ class Qwen3MoeModel final : public Model {
     std::vector<ExpertWeights> experts;  // one entry (the dense MLP) for dense layers
   };
 
-  void Attention(const Layer& L, int layer, const ForwardBatch& batch,
-                 std::span<const AttentionSeq> seqs, std::span<const int64_t> positions,
-                 const KvCacheView& cache, ThreadPool& pool);
+  void Attention(const Layer& L, int layer, std::span<const AttentionSeq> seqs,
+                 std::span<const int64_t> positions, const KvCacheView& cache, ThreadPool& pool);
   void FeedForward(const Layer& L, int64_t T, ThreadPool& pool);
 
   ModelConfig config_;
@@ -282,11 +281,9 @@ void AddBias(float* y, int64_t rows, int64_t stride, const TensorView& bias) {
   }
 }
 
-void Qwen3MoeModel::Attention(const Layer& L, int layer, const ForwardBatch& batch,
-                              std::span<const AttentionSeq> seqs,
+void Qwen3MoeModel::Attention(const Layer& L, int layer, std::span<const AttentionSeq> seqs,
                               std::span<const int64_t> positions, const KvCacheView& cache,
                               ThreadPool& pool) {
-  (void)batch;
   const ModelConfig& c = config_;
   const int64_t T = static_cast<int64_t>(positions.size()), H = c.hidden_size;
   const int64_t nq = int64_t{c.num_heads} * c.head_dim, nkv = int64_t{c.num_kv_heads} * c.head_dim;
@@ -340,27 +337,16 @@ void Qwen3MoeModel::Attention(const Layer& L, int layer, const ForwardBatch& bat
 }
 
 void Qwen3MoeModel::FeedForward(const Layer& L, int64_t T, ThreadPool& pool) {
-  const ModelConfig& c = config_;
-  const int64_t H = c.hidden_size;
+  const int64_t H = config_.hidden_size;
   if (L.router.empty()) {  // dense MLP: the grouped GEMM with one expert
     const int64_t offsets[2] = {0, T};
     GroupedExpertFfn({L.experts, offsets, x_.data(), tmp_.data(), H}, pool);
   } else {
-    std::vector<float> router_logits(static_cast<size_t>(T * c.num_experts));
-    MatMul({x_.data(), H, T, L.router, router_logits.data(), c.num_experts}, pool);
-    RoutingResult routing;
     RouterParams rp;
-    rp.num_experts = c.num_experts;
-    rp.top_k = c.num_experts_per_tok;
-    rp.renormalize = c.norm_topk_prob;
-    RouteTopK(router_logits.data(), T, rp, &routing);
-    const DispatchPlan plan = PlanDispatch(routing, c.num_experts);
-    std::vector<float> dispatched;
-    DispatchTokens(plan, x_.data(), H, &dispatched);
-    std::vector<float> expert_out(dispatched.size());
-    GroupedExpertFfn({L.experts, plan.expert_offsets, dispatched.data(), expert_out.data(), H},
-                     pool);
-    CombineExpertOutputs(plan, routing, expert_out.data(), H, tmp_.data(), pool);
+    rp.num_experts = config_.num_experts;
+    rp.top_k = config_.num_experts_per_tok;
+    rp.renormalize = config_.norm_topk_prob;
+    RunMoeLayer({L.router, rp, L.experts, nullptr}, x_.data(), T, H, tmp_.data(), pool);
   }
   for (int64_t i = 0; i < T * H; ++i) h_[i] += tmp_[i];
 }
@@ -369,21 +355,8 @@ void Qwen3MoeModel::Forward(const ForwardBatch& batch, const KvCacheView& cache,
                             std::vector<float>* logits) {
   const ModelConfig& c = config_;
   const int64_t H = c.hidden_size;
-  std::vector<AttentionSeq> seqs;
-  std::vector<int64_t> positions;
-  std::vector<int64_t> logit_rows;
-  for (const SequenceChunk& s : batch.seqs) {
-    const int64_t first = static_cast<int64_t>(positions.size()),
-                  n = static_cast<int64_t>(s.tokens.size());
-    seqs.push_back({first, n, s.start_pos, s.block_table});
-    for (int64_t i = 0; i < n; ++i) positions.push_back(s.start_pos + i);
-    if (s.logits == SequenceChunk::Logits::kAll) {
-      for (int64_t i = 0; i < n; ++i) logit_rows.push_back(first + i);
-    } else if (s.logits == SequenceChunk::Logits::kLast && n > 0) {
-      logit_rows.push_back(first + n - 1);
-    }
-  }
-  const int64_t T = static_cast<int64_t>(positions.size());
+  const BatchLayout layout = LayoutBatch(batch);
+  const int64_t T = layout.num_rows();
   if (T == 0) return;
   const int64_t nq = int64_t{c.num_heads} * c.head_dim, nkv = int64_t{c.num_kv_heads} * c.head_dim;
   h_.resize(static_cast<size_t>(T * H));
@@ -393,27 +366,16 @@ void Qwen3MoeModel::Forward(const ForwardBatch& batch, const KvCacheView& cache,
   attn_.resize(q_.size());
   k_.resize(static_cast<size_t>(T * nkv));
   v_.resize(k_.size());
-  int64_t row = 0;
-  for (const SequenceChunk& s : batch.seqs) {
-    for (int32_t tok : s.tokens) LoadF32(embed_, int64_t{tok} * H, H, h_.data() + H * row++);
-  }
+  EmbedTokens(batch, embed_, H, h_.data());
   for (int l = 0; l < c.num_layers; ++l) {
     const Layer& L = layers_[l];
     RmsNorm(h_.data(), H, L.input_norm, c.rms_norm_eps, T, H, x_.data(), H);
-    Attention(L, l, batch, seqs, positions, cache, pool);
+    Attention(L, l, layout.seqs, layout.positions, cache, pool);
     RmsNorm(h_.data(), H, L.post_norm, c.rms_norm_eps, T, H, x_.data(), H);
     FeedForward(L, T, pool);
   }
-  const int64_t R = static_cast<int64_t>(logit_rows.size());
-  if (R == 0) return;
-  std::vector<float> last(static_cast<size_t>(R * H));
-  for (int64_t i = 0; i < R; ++i) {
-    RmsNorm(h_.data() + logit_rows[i] * H, H, final_norm_, c.rms_norm_eps, 1, H,
-            last.data() + i * H, H);
-  }
-  const size_t out0 = logits->size();
-  logits->resize(out0 + static_cast<size_t>(R * c.vocab_size));
-  MatMul({last.data(), H, R, lm_head_, logits->data() + out0, c.vocab_size}, pool);
+  AppendLogits({final_norm_, c.rms_norm_eps, lm_head_}, h_.data(), H, layout.logit_rows, pool,
+               logits);
 }
 
 template <Family F>
