@@ -14,6 +14,10 @@ Engine::Engine(const ModelConfig& model_config, Executor& executor, const Engine
       tokenizer_(tokenizer),
       scheduler_(config.scheduler) {
   CHECK_GT(config_.max_model_len, 0);
+  // A sequence can never outgrow the whole KV cache: it would preempt itself
+  // forever. It ends with FinishReason::kLength there instead.
+  config_.max_model_len = std::min(
+      config_.max_model_len, config.scheduler.num_blocks * config.scheduler.block_size);
 }
 
 StatusOr<SeqId> Engine::AddRequest(std::vector<int32_t> prompt, const SamplingParams& params) {

@@ -21,7 +21,7 @@ namespace moerack {
 
 struct EngineConfig {
   SchedulerConfig scheduler;
-  int64_t max_model_len = 0;  // prompt + generated tokens per sequence
+  int64_t max_model_len = 0;  // prompt + generated tokens per sequence (capped by the KV cache)
 };
 
 enum class FinishReason { kNone, kStop, kLength };  // kStop: EOS or stop string

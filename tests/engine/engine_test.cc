@@ -139,6 +139,14 @@ TEST_P(EngineTest, StopsAtEosStopStringAndMaxModelLen) {
   EXPECT_EQ(Run({p}, {Greedy(16)}, short_len)[0].size(), 4u);
 }
 
+TEST_P(EngineTest, SequenceLongerThanTheWholeCacheEndsInsteadOfLooping) {
+  RunOptions tiny_cache;
+  tiny_cache.kv_tokens = 32;  // 8 blocks of 4
+  EngineStats stats;
+  const auto out = Run({Prompt(6, 4)}, {Greedy(100)}, tiny_cache, &stats);
+  EXPECT_EQ(out[0].size(), 32u - 6u);  // stopped at the cache's capacity
+}
+
 TEST_P(EngineTest, StopStringCutsTheText) {
   const auto p = Prompt(6, 3);
   EngineConfig ec;
