@@ -270,8 +270,8 @@ class DeepseekV3Model final : public Model {
 
   // A linear weight in a matmul-ready dtype: BF16/F32 in place, block FP8
   // (`<name>_scale_inv`) dequantized once to f32 and owned here.
-  Status GetLinear(const std::string& name, std::vector<int64_t> shape, TensorView* out);
-  Status GetNorm(const std::string& name, std::vector<int64_t> shape, TensorView* out);
+  Status GetLinear(const std::string& name, const std::vector<int64_t>& shape, TensorView* out);
+  Status GetNorm(const std::string& name, const std::vector<int64_t>& shape, TensorView* out);
   void Attention(const Layer& L, int layer, std::span<const AttentionSeq> seqs,
                  std::span<const int64_t> positions, const KvCacheView& cache, ThreadPool& pool);
   void FeedForward(const Layer& L, int64_t T, ThreadPool& pool);
@@ -286,14 +286,14 @@ class DeepseekV3Model final : public Model {
   std::vector<float> h_, x_, tmp_;
 };
 
-Status DeepseekV3Model::GetNorm(const std::string& name, std::vector<int64_t> shape,
+Status DeepseekV3Model::GetNorm(const std::string& name, const std::vector<int64_t>& shape,
                                 TensorView* out) {
   MR_ASSIGN_OR_RETURN(*out, weights_->Get(name, shape, kNormDTypes));
   footprint_.total_bytes += out->nbytes();
   return Status::Ok();
 }
 
-Status DeepseekV3Model::GetLinear(const std::string& name, std::vector<int64_t> shape,
+Status DeepseekV3Model::GetLinear(const std::string& name, const std::vector<int64_t>& shape,
                                   TensorView* out) {
   MR_ASSIGN_OR_RETURN(TensorView w, weights_->Get(name));
   if (w.dtype != DType::kFP8E4M3) {

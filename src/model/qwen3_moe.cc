@@ -166,7 +166,7 @@ class Qwen3MoeModel final : public Model {
     const ModelConfig& c = config_;
     const int64_t H = c.hidden_size, q = int64_t{c.num_heads} * c.head_dim,
                   kv = int64_t{c.num_kv_heads} * c.head_dim;
-    auto get = [&](const std::string& name, std::vector<int64_t> shape,
+    auto get = [&](const std::string& name, const std::vector<int64_t>& shape,
                    const std::vector<DType>& dtypes, TensorView* out) -> Status {
       MR_ASSIGN_OR_RETURN(*out, weights_->Get(name, shape, dtypes));
       footprint_.total_bytes += out->nbytes();
