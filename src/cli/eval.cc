@@ -7,6 +7,7 @@
 #include "cli/common.h"
 #include "core/mapped_file.h"
 #include "engine/evaluate.h"
+#include "engine/kv_cache.h"
 #include "model/registry.h"
 
 namespace moerack::cli {
@@ -19,6 +20,7 @@ struct EvalFlags {
   int64_t ctx = 0;
   int threads = 1;
   bool json = false;
+  std::string kv_dtype = "f32";
 };
 
 int RunEval(const EvalFlags& f) {
@@ -42,6 +44,9 @@ int RunEval(const EvalFlags& f) {
   options.ctx = f.ctx > 0 ? f.ctx : (*model)->config().max_position_embeddings;
   options.threads = f.threads;
   options.reference = reference.get();
+  auto kv_dtype = ParseKvDType(f.kv_dtype);
+  if (!kv_dtype.ok()) return Fail(cmd, kv_dtype.status());
+  options.kv_dtype = *kv_dtype;
   auto r = EvaluateTokens(**model, tokens, *tokenizer, options);
   if (!r.ok()) return Fail(cmd, r.status());
   if (f.json) {
@@ -76,6 +81,7 @@ Command RegisterEval(CLI::App& app) {
   app.add_option("--reference", f->reference,
                  "Reference model directory: also report KL(reference || model)");
   app.add_option("--threads", f->threads, "Computing threads")->check(CLI::Range(1, 1024));
+  app.add_option("--kv-dtype", f->kv_dtype, "KV cache element type of the model: f32 or fp8");
   app.add_flag("--json", f->json, "One JSON line instead of text");
   return [f] { return RunEval(*f); };
 }

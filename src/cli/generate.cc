@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "engine/engine.h"
+#include "engine/kv_cache.h"
 #include "model/registry.h"
 
 namespace moerack::cli {
@@ -32,6 +33,7 @@ struct GenerateFlags {
   int64_t kv_cache_tokens = 0;
   bool output_tokens = false;
   bool use_tokens = false;  // --tokens was given (possibly empty)
+  std::string kv_dtype = "f32";
 };
 
 int RunGenerate(const GenerateFlags& f) {
@@ -81,7 +83,10 @@ int RunGenerate(const GenerateFlags& f) {
   const int64_t kv_tokens = f.kv_cache_tokens > 0 ? f.kv_cache_tokens : per_seq * f.num_seqs;
   ec.scheduler.num_blocks =
       (kv_tokens + ec.scheduler.block_size - 1) / ec.scheduler.block_size + f.num_seqs;
-  CpuExecutor executor(**model, ec.scheduler.num_blocks, ec.scheduler.block_size, f.threads);
+  auto kv_dtype = ParseKvDType(f.kv_dtype);
+  if (!kv_dtype.ok()) return Fail(cmd, kv_dtype.status());
+  CpuExecutor executor(**model, ec.scheduler.num_blocks, ec.scheduler.block_size, f.threads,
+                       *kv_dtype);
   Engine engine(config, executor, ec, tokenizer.get());
   std::vector<SeqId> ids;
   for (int i = 0; i < f.num_seqs; ++i) {
@@ -140,6 +145,7 @@ Command RegisterGenerate(CLI::App& app) {
   app.add_option("--kv-cache-tokens", f->kv_cache_tokens,
                  "KV cache capacity in tokens (default: enough for all)")
       ->check(CLI::Range(1, std::numeric_limits<int>::max()));
+  app.add_option("--kv-dtype", f->kv_dtype, "KV cache element type: f32 (default) or fp8 (E4M3)");
   app.add_flag("--output-tokens", f->output_tokens, "Print generated token ids instead of text");
   return [f, prompt, tokens] {
     if (prompt->count() == 0 && tokens->count() == 0) {

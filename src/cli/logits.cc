@@ -20,6 +20,7 @@ struct LogitsFlags {
   int64_t decode_from = -1;
   int threads = 1;
   int64_t max_model_len = 0;
+  std::string kv_dtype = "f32";
 };
 
 int RunLogits(const LogitsFlags& f) {
@@ -42,7 +43,9 @@ int RunLogits(const LogitsFlags& f) {
   if (f.decode_from > n) return Fail(cmd, Error("--decode-from must be <= the number of tokens"));
   const int block_size = 16;
   const int64_t num_blocks = (n + block_size - 1) / block_size;
-  KvCache cache(c.num_layers, num_blocks, block_size, model.kv_floats_per_token());
+  auto kv_dtype = ParseKvDType(f.kv_dtype);
+  if (!kv_dtype.ok()) return Fail(cmd, kv_dtype.status());
+  KvCache cache(c.num_layers, num_blocks, block_size, model.kv_floats_per_token(), *kv_dtype);
   std::vector<int32_t> table(static_cast<size_t>(num_blocks));
   for (int64_t b = 0; b < num_blocks; ++b)
     table[b] = static_cast<int32_t>(num_blocks - 1 - b);  // not identity: exercise paging
@@ -80,6 +83,7 @@ Command RegisterLogits(CLI::App& app) {
   app.add_option("--threads", f->threads, "Computing threads")->check(CLI::Range(1, 1024));
   app.add_option("--max-model-len", f->max_model_len, "Max tokens (default: the model's)")
       ->check(CLI::Range(1, std::numeric_limits<int>::max()));
+  app.add_option("--kv-dtype", f->kv_dtype, "KV cache element type: f32 (default) or fp8 (E4M3)");
   return [f] { return RunLogits(*f); };
 }
 

@@ -12,11 +12,12 @@ namespace {
 // Logits of every position of each window (rows in window order).
 class WindowRunner {
  public:
-  WindowRunner(Model& model, int64_t max_tokens, int block_size, ThreadPool& pool)
+  WindowRunner(Model& model, int64_t max_tokens, int block_size, ThreadPool& pool, DType kv_dtype)
       : model_(model),
         block_size_(block_size),
         num_blocks_((max_tokens + block_size - 1) / block_size + 64),
-        cache_(model.config().num_layers, num_blocks_, block_size, model.kv_floats_per_token()),
+        cache_(model.config().num_layers, num_blocks_, block_size, model.kv_floats_per_token(),
+               kv_dtype),
         pool_(pool) {}
 
   std::vector<float> Run(const std::vector<std::span<const int32_t>>& windows) {
@@ -80,10 +81,10 @@ StatusOr<EvalResult> EvaluateTokens(Model& model, std::span<const int32_t> token
   }
   const int64_t batch_tokens = std::max(options.max_batch_tokens, options.ctx);
   ThreadPool pool(options.threads);
-  WindowRunner runner(model, batch_tokens, 16, pool);
+  WindowRunner runner(model, batch_tokens, 16, pool, options.kv_dtype);
   std::unique_ptr<WindowRunner> ref_runner;
   if (options.reference)
-    ref_runner = std::make_unique<WindowRunner>(*options.reference, batch_tokens, 16, pool);
+    ref_runner = std::make_unique<WindowRunner>(*options.reference, batch_tokens, 16, pool, DType::kF32);
 
   EvalResult r;
   double kl_sum = 0;

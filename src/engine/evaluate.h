@@ -24,6 +24,7 @@ struct EvalOptions {
   int threads = 1;
   Model* reference = nullptr;       // optional: KL(P_reference || P_model) per scored token
   int64_t max_batch_tokens = 2048;  // windows batched per forward pass
+  DType kv_dtype = DType::kF32;     // the model's KV cache (the reference's stays f32)
 };
 
 struct EvalResult {

@@ -30,8 +30,10 @@ class Executor {
 
 class CpuExecutor final : public Executor {
  public:
-  // `num_blocks` KV blocks of `block_size` tokens; `num_threads` computing threads.
-  CpuExecutor(Model& model, int64_t num_blocks, int block_size, int num_threads);
+  // `num_blocks` KV blocks of `block_size` tokens in `kv_dtype` (f32 or fp8);
+  // `num_threads` computing threads.
+  CpuExecutor(Model& model, int64_t num_blocks, int block_size, int num_threads,
+              DType kv_dtype = DType::kF32);
   StepOutput Execute(const StepInput& input) override;
   ThreadPool& pool() { return pool_; }
 

@@ -1,28 +1,32 @@
-// KvCache: the memory of the paged KV cache, [layers][blocks][block_size][floats
+// KvCache: the memory of the paged KV cache, [layers][blocks][block_size][elements
 // per token], handed to the model as a KvCacheView. Which block belongs to
 // which sequence is the scheduler's business (BlockAllocator); this only owns
-// the floats. Pages are touched lazily by the OS as blocks are first written.
+// the memory. Elements are f32, or FP8 E4M3 with a per-tensor scale
+// (`--kv-dtype fp8`: a quarter of the bytes). Pages are touched lazily by the
+// OS as blocks are first written.
 // Thread-safety: the view may be written by one forward pass at a time.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
+#include "core/status.h"
 #include "kernels/attention.h"
 
 namespace moerack {
 
+// "f32" or "fp8"; errors name the flag value.
+StatusOr<DType> ParseKvDType(const std::string& name);
+
 class KvCache {
  public:
-  KvCache(int num_layers, int64_t num_blocks, int block_size, int64_t floats_per_token);
+  KvCache(int num_layers, int64_t num_blocks, int block_size, int64_t floats_per_token,
+          DType dtype = DType::kF32, float scale = 1.0f);
   KvCacheView view() const { return view_; }
-  static int64_t BytesPerBlock(int num_layers, int block_size, int64_t floats_per_token) {
-    return int64_t{num_layers} * block_size * floats_per_token *
-           static_cast<int64_t>(sizeof(float));
-  }
 
  private:
-  std::unique_ptr<float[]> data_;
+  std::unique_ptr<uint8_t[]> data_;
   KvCacheView view_;
 };
 

@@ -16,22 +16,32 @@
 #include <cstdint>
 #include <span>
 
+#include "core/dtype.h"
 #include "core/thread_pool.h"
 
 namespace moerack {
 
 struct KvCacheView {
-  float* base = nullptr;  // [num_layers][num_blocks][block_size][floats_per_token]
+  void* base = nullptr;  // [num_layers][num_blocks][block_size][floats_per_token] elements
+  DType dtype = DType::kF32;  // kF32, or kFP8E4M3 (value = fp8 * scale)
+  float scale = 1.0f;         // per-tensor scale of an FP8 cache
   int64_t num_blocks = 0;
   int block_size = 0;
-  int64_t floats_per_token = 0;
+  int64_t floats_per_token = 0;  // elements per token slot
 
   int64_t layer_stride() const { return num_blocks * block_size * floats_per_token; }
-  float* Slot(int layer, std::span<const int32_t> block_table, int64_t pos) const {
+  // Element index of a token's slot.
+  int64_t SlotIndex(int layer, std::span<const int32_t> block_table, int64_t pos) const {
     const int64_t block = block_table[static_cast<size_t>(pos / block_size)];
-    return base + layer * layer_stride() +
-           (block * block_size + pos % block_size) * floats_per_token;
+    return layer * layer_stride() + (block * block_size + pos % block_size) * floats_per_token;
   }
+  // Writes `n` values into a token's slot from element `offset` (rounding to FP8 if the cache is).
+  void Store(int layer, std::span<const int32_t> block_table, int64_t pos, int64_t offset,
+             const float* src, int64_t n) const;
+  // Pointer to `n` values of a token's slot from element `offset`, as f32: into
+  // the cache for an f32 cache, else decoded into `scratch` (n floats).
+  const float* Load(int layer, std::span<const int32_t> block_table, int64_t pos, int64_t offset,
+                    int64_t n, float* scratch) const;
 };
 
 // One sequence's share of a batch: `num_tokens` consecutive query rows starting

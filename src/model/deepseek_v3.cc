@@ -468,8 +468,8 @@ void DeepseekV3Model::Attention(const Layer& L, int layer, std::span<const Atten
   GroupedMatMul(absorb, pool);
   for (const AttentionSeq& s : seqs) {
     for (int64_t i = 0; i < s.num_tokens; ++i) {
-      std::copy_n(kva.data() + (s.first_row + i) * kva_dim, kva_dim,
-                  cache.Slot(layer, s.block_table, s.start_pos + i));
+      cache.Store(layer, s.block_table, s.start_pos + i, 0, kva.data() + (s.first_row + i) * kva_dim,
+                  kva_dim);
     }
   }
   std::vector<float> o_lat(static_cast<size_t>(T * nh * R));

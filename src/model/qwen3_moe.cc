@@ -311,9 +311,8 @@ void Qwen3MoeModel::Attention(const Layer& L, int layer, std::span<const Attenti
   });
   for (const AttentionSeq& s : seqs) {
     for (int64_t i = 0; i < s.num_tokens; ++i) {
-      float* slot = cache.Slot(layer, s.block_table, s.start_pos + i);
-      std::copy_n(k_.data() + (s.first_row + i) * nkv, nkv, slot);
-      std::copy_n(v_.data() + (s.first_row + i) * nkv, nkv, slot + nkv);
+      cache.Store(layer, s.block_table, s.start_pos + i, 0, k_.data() + (s.first_row + i) * nkv, nkv);
+      cache.Store(layer, s.block_table, s.start_pos + i, nkv, v_.data() + (s.first_row + i) * nkv, nkv);
     }
   }
   AttentionParams ap;
