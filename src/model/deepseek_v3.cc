@@ -213,22 +213,13 @@ std::vector<TensorSpec> TensorSpecs(const ModelConfig& cfg) {
       if (d.router_bias)
         specs.push_back({LayerName(l, "mlp.gate.e_score_correction_bias"), {c.num_experts}});
       for (int e = 0; e < c.num_experts; ++e) {
-        const std::string p = "mlp.experts." + std::to_string(e) + ".";
-        specs.push_back({LayerName(l, p + "gate_proj.weight"), {I, H}});
-        specs.push_back({LayerName(l, p + "up_proj.weight"), {I, H}});
-        specs.push_back({LayerName(l, p + "down_proj.weight"), {H, I}});
+        AddSwigluSpecs(LayerName(l, "mlp.experts." + std::to_string(e) + "."), I, H, &specs);
       }
       if (d.n_shared_experts > 0) {
-        const int64_t S = I * d.n_shared_experts;
-        specs.push_back({LayerName(l, "mlp.shared_experts.gate_proj.weight"), {S, H}});
-        specs.push_back({LayerName(l, "mlp.shared_experts.up_proj.weight"), {S, H}});
-        specs.push_back({LayerName(l, "mlp.shared_experts.down_proj.weight"), {H, S}});
+        AddSwigluSpecs(LayerName(l, "mlp.shared_experts."), I * d.n_shared_experts, H, &specs);
       }
     } else {
-      const int64_t I = c.intermediate_size;
-      specs.push_back({LayerName(l, "mlp.gate_proj.weight"), {I, H}});
-      specs.push_back({LayerName(l, "mlp.up_proj.weight"), {I, H}});
-      specs.push_back({LayerName(l, "mlp.down_proj.weight"), {H, I}});
+      AddSwigluSpecs(LayerName(l, "mlp."), c.intermediate_size, H, &specs);
     }
   }
   return specs;
@@ -468,8 +459,8 @@ void DeepseekV3Model::Attention(const Layer& L, int layer, std::span<const Atten
   GroupedMatMul(absorb, pool);
   for (const AttentionSeq& s : seqs) {
     for (int64_t i = 0; i < s.num_tokens; ++i) {
-      cache.Store(layer, s.block_table, s.start_pos + i, 0, kva.data() + (s.first_row + i) * kva_dim,
-                  kva_dim);
+      cache.Store(layer, s.block_table, s.start_pos + i, 0,
+                  kva.data() + (s.first_row + i) * kva_dim, kva_dim);
     }
   }
   std::vector<float> o_lat(static_cast<size_t>(T * nh * R));

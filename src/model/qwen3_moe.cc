@@ -143,10 +143,7 @@ std::vector<TensorSpec> TensorSpecs(const ModelConfig& c, Family f) {
         specs.push_back({ExpertName(f, l, e, "down"), {H, I}});
       }
     } else {
-      const int64_t I = c.intermediate_size;
-      specs.push_back({LayerName(l, "mlp.gate_proj.weight"), {I, H}});
-      specs.push_back({LayerName(l, "mlp.up_proj.weight"), {I, H}});
-      specs.push_back({LayerName(l, "mlp.down_proj.weight"), {H, I}});
+      AddSwigluSpecs(LayerName(l, "mlp."), c.intermediate_size, H, &specs);
     }
   }
   return specs;
@@ -311,8 +308,10 @@ void Qwen3MoeModel::Attention(const Layer& L, int layer, std::span<const Attenti
   });
   for (const AttentionSeq& s : seqs) {
     for (int64_t i = 0; i < s.num_tokens; ++i) {
-      cache.Store(layer, s.block_table, s.start_pos + i, 0, k_.data() + (s.first_row + i) * nkv, nkv);
-      cache.Store(layer, s.block_table, s.start_pos + i, nkv, v_.data() + (s.first_row + i) * nkv, nkv);
+      cache.Store(layer, s.block_table, s.start_pos + i, 0, k_.data() + (s.first_row + i) * nkv,
+                  nkv);
+      cache.Store(layer, s.block_table, s.start_pos + i, nkv, v_.data() + (s.first_row + i) * nkv,
+                  nkv);
     }
   }
   AttentionParams ap;

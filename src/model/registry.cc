@@ -44,6 +44,13 @@ StatusOr<const Architecture*> FindArchitecture(const nlohmann::json& j, const st
                "' (model_type '" + model_type + "'); supported: " + known);
 }
 
+void AddSwigluSpecs(const std::string& prefix, int64_t inter, int64_t hidden,
+                    std::vector<TensorSpec>* specs) {
+  specs->push_back({prefix + "gate_proj.weight", {inter, hidden}});
+  specs->push_back({prefix + "up_proj.weight", {inter, hidden}});
+  specs->push_back({prefix + "down_proj.weight", {hidden, inter}});
+}
+
 ParameterCount CountParameters(const Architecture& arch, const ModelConfig& config) {
   ParameterCount count;
   int64_t routed = 0;

@@ -23,6 +23,11 @@ struct TensorSpec {
   bool is_norm = false;
 };
 
+// The three weights of a SwiGLU FFN: `<prefix>gate_proj.weight` and
+// `<prefix>up_proj.weight` [inter, hidden], `<prefix>down_proj.weight` [hidden, inter].
+void AddSwigluSpecs(const std::string& prefix, int64_t inter, int64_t hidden,
+                    std::vector<TensorSpec>* specs);
+
 // Elements one token adds to the KV cache of one layer: what the model caches
 // and what a plain per-head K/V cache of the same attention would need (equal
 // for GQA; MLA caches a latent instead).

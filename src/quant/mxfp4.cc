@@ -67,12 +67,8 @@ void DequantizeMxfp4Row(const uint8_t* blocks_row, const uint8_t* scales_row, in
                         float* out) {
   CHECK(k % kMxfp4BlockSize == 0) << "K = " << k;
   for (int64_t b = 0; b < k / kMxfp4BlockSize; ++b) {
-    const float scale = E8M0ToF32(scales_row[b]);
-    for (int i = 0; i < kMxfp4BlockBytes; ++i) {
-      const uint8_t byte = blocks_row[b * kMxfp4BlockBytes + i];
-      out[b * kMxfp4BlockSize + 2 * i] = kE2M1Values[byte & 0xf] * scale;
-      out[b * kMxfp4BlockSize + 2 * i + 1] = kE2M1Values[byte >> 4] * scale;
-    }
+    DecodeE2M1Bytes(blocks_row + b * kMxfp4BlockBytes, kMxfp4BlockBytes, E8M0ToF32(scales_row[b]),
+                    out + b * kMxfp4BlockSize);
   }
 }
 

@@ -115,11 +115,8 @@ void DequantizeNvfp4Row(const uint8_t* packed_row, const uint8_t* scale_row, flo
   for (int64_t b = 0; b < k / kNvfp4BlockSize; ++b) {
     // ModelOpt's dequantize: `per_block_scale = float(scale) * double_scale`, then one product.
     const float block_decode_scale = Fp8E4M3ToF32(scale_row[b]) * global_scale;
-    for (int i = 0; i < kNvfp4BlockSize / 2; ++i) {
-      const uint8_t byte = packed_row[b * (kNvfp4BlockSize / 2) + i];
-      out[b * kNvfp4BlockSize + 2 * i] = kE2M1Values[byte & 0xf] * block_decode_scale;
-      out[b * kNvfp4BlockSize + 2 * i + 1] = kE2M1Values[byte >> 4] * block_decode_scale;
-    }
+    DecodeE2M1Bytes(packed_row + b * (kNvfp4BlockSize / 2), kNvfp4BlockSize / 2, block_decode_scale,
+                    out + b * kNvfp4BlockSize);
   }
 }
 

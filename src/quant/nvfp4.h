@@ -33,6 +33,15 @@ inline constexpr float kNvfp4ScaleDenominator = 6.0f * 448.0f;
 inline constexpr float kE2M1Values[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,  4.0f,  6.0f,
                                           -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
 
+// Decodes `num_bytes` packed E2M1 bytes (low nibble = even element) into
+// 2 * num_bytes floats, each times `scale`. Shared by NVFP4 and MXFP4.
+inline void DecodeE2M1Bytes(const uint8_t* bytes, int num_bytes, float scale, float* out) {
+  for (int i = 0; i < num_bytes; ++i) {
+    out[2 * i] = kE2M1Values[bytes[i] & 0xf] * scale;
+    out[2 * i + 1] = kE2M1Values[bytes[i] >> 4] * scale;
+  }
+}
+
 // Encodes x as E2M1 exactly like ModelOpt's `_cast_fp4`: round half to even on the decision bounds
 // [0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0] (0.25 -> 0, 0.75 -> 1, 1.25 -> 1, 1.75 -> 2, 2.5 -> 2,
 // 3.5 -> 4, 5 -> 4), anything above 5 saturates to 6, ±Inf to ±6. The sign comes from x < 0, so

@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "model/registry.h"
+#include "test_util.h"
 
 namespace moerack {
 namespace {
@@ -188,12 +189,7 @@ TEST_P(EngineTest, RejectsBadRequests) {
 
 INSTANTIATE_TEST_SUITE_P(Models, EngineTest,
                          ::testing::Values("tiny-qwen3-moe", "tiny-deepseek-v3"),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           for (char& c : n)
-                             c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-                           return n;
-                         });
+                         testing_util::ParamName{});
 
 }  // namespace
 }  // namespace moerack

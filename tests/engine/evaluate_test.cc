@@ -5,28 +5,14 @@
 
 #include <cmath>
 
-#include "engine/kv_cache.h"
 #include "model/random_model.h"
 #include "model/registry.h"
+#include "test_util.h"
 
 namespace moerack {
 namespace {
 
 const std::string kData = std::string(MOERACK_SOURCE_DIR) + "/tests/data/";
-
-// Logits of every position of one window, run alone.
-std::vector<float> WindowLogits(Model& model, std::span<const int32_t> window) {
-  const int64_t n = static_cast<int64_t>(window.size());
-  KvCache cache(model.config().num_layers, (n + 15) / 16, 16, model.kv_floats_per_token());
-  std::vector<int32_t> table(static_cast<size_t>((n + 15) / 16));
-  for (size_t i = 0; i < table.size(); ++i) table[i] = static_cast<int32_t>(i);
-  ThreadPool pool(1);
-  std::vector<float> logits;
-  ForwardBatch batch;
-  batch.seqs.push_back({window, 0, table, SequenceChunk::Logits::kAll});
-  model.Forward(batch, cache.view(), pool, &logits);
-  return logits;
-}
 
 TEST(EvaluateTest, MatchesPerWindowComputationAndKl) {
   auto model = LoadModel(kData + "tiny-qwen3-moe");
@@ -42,8 +28,9 @@ TEST(EvaluateTest, MatchesPerWindowComputationAndKl) {
   double nll = 0;
   int64_t scored = 0, bytes = 0;
   for (size_t start = 0; start < ids.size(); start += ctx) {
-    const auto window = std::span<const int32_t>(ids).subspan(start, std::min<size_t>(ctx, ids.size() - start));
-    const std::vector<float> logits = WindowLogits(**model, window);
+    const auto window =
+        std::span<const int32_t>(ids).subspan(start, std::min<size_t>(ctx, ids.size() - start));
+    const std::vector<float> logits = testing_util::SequenceLogits(**model, window);
     for (size_t i = 0; i + 1 < window.size(); ++i) {
       const float* row = logits.data() + i * vocab;
       double mx = row[0], sum = 0;

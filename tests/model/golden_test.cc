@@ -12,8 +12,8 @@
 
 #include "core/mapped_file.h"
 #include "core/npy.h"
-#include "engine/kv_cache.h"
 #include "model/registry.h"
+#include "test_util.h"
 
 namespace moerack {
 namespace {
@@ -29,40 +29,8 @@ std::vector<int32_t> GoldenTokens() {
   return ids;
 }
 
-double RelError(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    num += (double{a[i]} - b[i]) * (double{a[i]} - b[i]);
-    den += double{b[i]} * b[i];
-  }
-  return std::sqrt(num / den);
-}
-
-// Runs the tokens through `model` in chunks of the given sizes (cycled) and
-// returns the logits of every position.
-std::vector<float> ChunkedLogits(Model& model, const std::vector<int32_t>& tokens,
-                                 const std::vector<int64_t>& chunk_sizes, int threads,
-                                 DType kv_dtype = DType::kF32) {
-  const int block_size = 16;
-  const int64_t n = static_cast<int64_t>(tokens.size());
-  const int64_t num_blocks = (n + block_size - 1) / block_size;
-  KvCache cache(model.config().num_layers, num_blocks, block_size, model.kv_floats_per_token(),
-                kv_dtype);
-  std::vector<int32_t> table(static_cast<size_t>(num_blocks));
-  std::iota(table.begin(), table.end(), 0);
-  ThreadPool pool(threads);
-  std::vector<float> logits;
-  int64_t pos = 0;
-  for (size_t i = 0; pos < n; ++i) {
-    const int64_t len = std::min(chunk_sizes[i % chunk_sizes.size()], n - pos);
-    ForwardBatch batch;
-    batch.seqs.push_back({std::span<const int32_t>(tokens).subspan(pos, len), pos, table,
-                          SequenceChunk::Logits::kAll});
-    model.Forward(batch, cache.view(), pool, &logits);
-    pos += len;
-  }
-  return logits;
-}
+using testing_util::RelError;
+using testing_util::SequenceLogits;
 
 class GoldenTest : public ::testing::TestWithParam<std::string> {};
 
@@ -76,14 +44,14 @@ TEST_P(GoldenTest, PrefillDecodeAndChunkedMatchReference) {
   ASSERT_EQ(golden->shape[0], static_cast<int64_t>(tokens.size()));
   ASSERT_EQ(golden->shape[1], (*model)->config().vocab_size);
 
-  const std::vector<float> prefill = ChunkedLogits(**model, tokens, {1 << 20}, 1);
+  const std::vector<float> prefill = SequenceLogits(**model, tokens, {1 << 20}, 1);
   EXPECT_LE(RelError(prefill, golden->data), 1e-4);
   // Prefill 5, then decode one token at a time, at 2 threads: bit-identical.
   std::vector<int64_t> decode_sizes(tokens.size(), 1);
   decode_sizes[0] = 5;
-  EXPECT_EQ(ChunkedLogits(**model, tokens, decode_sizes, 2), prefill);
+  EXPECT_EQ(SequenceLogits(**model, tokens, decode_sizes, 2), prefill);
   // Chunked prefill in uneven chunks crossing block boundaries: bit-identical.
-  EXPECT_EQ(ChunkedLogits(**model, tokens, {7, 3, 16, 1}, 2), prefill);
+  EXPECT_EQ(SequenceLogits(**model, tokens, {7, 3, 16, 1}, 2), prefill);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -94,11 +62,7 @@ INSTANTIATE_TEST_SUITE_P(
                       // embeddings; Kimi K2; Mistral Large 3; block FP8 weights.
                       "tiny-deepseek-v3", "tiny-deepseek-v3-qnull", "tiny-kimi-k2",
                       "tiny-mistral-large-3", "tiny-deepseek-v3-fp8"),
-    [](const auto& info) {
-      std::string n = info.param;
-      for (char& c : n) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-      return n;
-    });
+    testing_util::ParamName{});
 
 // FP8 (E4M3) KV cache: close to the f32 golden (GQA and the MLA latent cache),
 // and still bit-identical between whole prefill, chunks and decode.
@@ -111,19 +75,15 @@ TEST_P(KvFp8Test, CloseToGoldenAndChunkingInvariant) {
   auto golden = ReadNpyF32(dir + "/golden_logits.npy");
   ASSERT_TRUE(golden.ok());
   const std::vector<int32_t> tokens = GoldenTokens();
-  const std::vector<float> prefill = ChunkedLogits(**model, tokens, {1 << 20}, 1, DType::kFP8E4M3);
+  const std::vector<float> prefill = SequenceLogits(**model, tokens, {1 << 20}, 1, DType::kFP8E4M3);
   const double err = RelError(prefill, golden->data);
-  EXPECT_GT(err, 0.0);   // the cache really is FP8
-  EXPECT_LE(err, 0.1);   // measured 0.007 (GQA) and 0.042 (MLA latent)
-  EXPECT_EQ(ChunkedLogits(**model, tokens, {5, 1, 1, 9, 2}, 2, DType::kFP8E4M3), prefill);
+  EXPECT_GT(err, 0.0);  // the cache really is FP8
+  EXPECT_LE(err, 0.1);  // measured 0.007 (GQA) and 0.042 (MLA latent)
+  EXPECT_EQ(SequenceLogits(**model, tokens, {5, 1, 1, 9, 2}, 2, DType::kFP8E4M3), prefill);
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, KvFp8Test, ::testing::Values("tiny-qwen3-moe", "tiny-deepseek-v3"),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           for (char& c : n) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-                           return n;
-                         });
+                         testing_util::ParamName{});
 
 // The CLI path: `moerack logits` (prefill and --decode-from) against the golden.
 class GoldenCliTest : public ::testing::TestWithParam<std::string> {};
@@ -148,12 +108,7 @@ TEST_P(GoldenCliTest, LogitsCommandMatchesReference) {
 
 INSTANTIATE_TEST_SUITE_P(Models, GoldenCliTest,
                          ::testing::Values("tiny-qwen3-moe", "tiny-deepseek-v3"),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           for (char& c : n)
-                             c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-                           return n;
-                         });
+                         testing_util::ParamName{});
 
 }  // namespace
 }  // namespace moerack

@@ -10,8 +10,8 @@
 #include "core/mapped_file.h"
 #include "core/npy.h"
 #include "engine/evaluate.h"
-#include "engine/kv_cache.h"
 #include "model/registry.h"
+#include "test_util.h"
 
 namespace moerack {
 namespace {
@@ -37,30 +37,17 @@ TEST(TrainedModelTest, HeldoutLogitsMatchPyTorchReference) {
   ASSERT_TRUE(tokenizer.ok());
   EXPECT_EQ(tokenizer->Encode(golden["text"].get<std::string>()), tokens);
 
-  const int64_t n = static_cast<int64_t>(tokens.size());
-  KvCache cache((*model)->config().num_layers, (n + 15) / 16, 16, (*model)->kv_floats_per_token());
-  std::vector<int32_t> table(static_cast<size_t>((n + 15) / 16));
-  for (size_t i = 0; i < table.size(); ++i) table[i] = static_cast<int32_t>(i);
-  ThreadPool pool(2);
-  std::vector<float> logits;
-  ForwardBatch batch;
-  batch.seqs.push_back({tokens, 0, table, SequenceChunk::Logits::kAll});
-  (*model)->Forward(batch, cache.view(), pool, &logits);
+  const std::vector<float> logits = testing_util::SequenceLogits(**model, tokens, {1 << 30}, 2);
   ASSERT_EQ(logits.size(), expected->data.size());
-  double num = 0, den = 0;
-  for (size_t i = 0; i < logits.size(); ++i) {
-    num += (double{logits[i]} - expected->data[i]) * (double{logits[i]} - expected->data[i]);
-    den += double{expected->data[i]} * expected->data[i];
-  }
-  EXPECT_LE(std::sqrt(num / den), 1e-4);
+  EXPECT_LE(testing_util::RelError(logits, expected->data), 1e-4);
 }
 
 // Hugging Face's own tokenizer (tokenizers@0.23.2, tools/tokenizer_golden)
 // encodes the whole held-out text to these ids; the awkward strings are in the
 // shared table of tests/tokenizer/hf_golden_test.cc.
 TEST(TrainedModelTest, TokenizerMatchesHuggingFaceOnHeldoutText) {
-  const nlohmann::json golden =
-      ReadJson(std::string(MOERACK_SOURCE_DIR) + "/tests/data/tokenizer_golden/moe-tiny-web-heldout.json");
+  const nlohmann::json golden = ReadJson(std::string(MOERACK_SOURCE_DIR) +
+                                         "/tests/data/tokenizer_golden/moe-tiny-web-heldout.json");
   auto tokenizer = Tokenizer::FromFile(kModel + "/tokenizer.json");
   ASSERT_TRUE(tokenizer.ok());
   auto text = ReadFileToString(kHeldout + "heldout.txt");
@@ -78,7 +65,8 @@ TEST(TrainedModelTest, EvalPerplexityMatchesPyTorchEvaluation) {
   ASSERT_TRUE(model.ok()) << model.status().message();
   auto tokenizer = Tokenizer::FromFile(kModel + "/tokenizer.json");
   ASSERT_TRUE(tokenizer.ok());
-  auto text = ReadFileToString(std::string(MOERACK_SOURCE_DIR) + "/" + golden["text"].get<std::string>());
+  auto text =
+      ReadFileToString(std::string(MOERACK_SOURCE_DIR) + "/" + golden["text"].get<std::string>());
   ASSERT_TRUE(text.ok());
   const std::vector<int32_t> ids = tokenizer->Encode(*text);
   EXPECT_EQ(static_cast<int64_t>(ids.size()), golden["tokens"].get<int64_t>());
@@ -91,7 +79,8 @@ TEST(TrainedModelTest, EvalPerplexityMatchesPyTorchEvaluation) {
   EXPECT_EQ(r->num_scored_bytes, golden["scored_bytes"].get<int64_t>());
   const double ppl = golden["perplexity"].get<double>();
   EXPECT_NEAR(r->perplexity, ppl, 0.005 * ppl);
-  EXPECT_NEAR(r->bits_per_byte, golden["bits_per_byte"].get<double>(), 0.005 * golden["bits_per_byte"].get<double>());
+  EXPECT_NEAR(r->bits_per_byte, golden["bits_per_byte"].get<double>(),
+              0.005 * golden["bits_per_byte"].get<double>());
 }
 
 }  // namespace
