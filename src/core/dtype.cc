@@ -15,6 +15,7 @@ int DTypeBits(DType t) {
     case DType::kFP8E4M3:
       return 8;
     case DType::kFP8E5M2:
+    case DType::kFP8E8M0:
       return 8;
     case DType::kFP4E2M1:
       return 4;
@@ -40,6 +41,8 @@ std::string_view DTypeName(DType t) {
       return "F8_E4M3";
     case DType::kFP8E5M2:
       return "F8_E5M2";
+    case DType::kFP8E8M0:
+      return "F8_E8M0";
     case DType::kFP4E2M1:
       return "F4";
     case DType::kU8:
@@ -54,7 +57,7 @@ std::string_view DTypeName(DType t) {
 
 std::optional<DType> DTypeFromSafetensors(std::string_view name) {
   for (DType t : {DType::kF32, DType::kBF16, DType::kF16, DType::kFP8E4M3, DType::kFP8E5M2,
-                  DType::kFP4E2M1, DType::kU8, DType::kI32, DType::kI64}) {
+                  DType::kFP8E8M0, DType::kFP4E2M1, DType::kU8, DType::kI32, DType::kI64}) {
     if (DTypeName(t) == name) return t;
   }
   return std::nullopt;

@@ -13,7 +13,18 @@
 
 namespace moerack {
 
-enum class DType : uint8_t { kF32, kBF16, kF16, kFP8E4M3, kFP8E5M2, kFP4E2M1, kU8, kI32, kI64 };
+enum class DType : uint8_t {
+  kF32,
+  kBF16,
+  kF16,
+  kFP8E4M3,
+  kFP8E5M2,
+  kFP8E8M0,  // MX scales: a biased power of two
+  kFP4E2M1,
+  kU8,
+  kI32,
+  kI64
+};
 
 // Bits per element (fp4 is 4; everything else whole bytes).
 int DTypeBits(DType t);

@@ -15,15 +15,15 @@ void GroupedExpertFfn(const ExpertFfnParams& p, ThreadPool& pool) {
   std::vector<int64_t> scratch(p.experts.size() + 1, 0);
   for (size_t e = 0; e < p.experts.size(); ++e) {
     const ExpertWeights& w = p.experts[e];
-    CHECK(w.gate.shape[1] == p.hidden && w.down.shape[0] == p.hidden &&
-          w.up.shape[0] == w.gate.shape[0] && w.down.shape[1] == w.gate.shape[0]);
-    scratch[e + 1] = scratch[e] + (p.expert_offsets[e + 1] - p.expert_offsets[e]) * w.gate.shape[0];
+    CHECK(w.gate.cols == p.hidden && w.up.cols == p.hidden && w.down.rows == p.hidden &&
+          w.up.rows == w.gate.rows && w.down.cols == w.gate.rows);
+    scratch[e + 1] = scratch[e] + (p.expert_offsets[e + 1] - p.expert_offsets[e]) * w.gate.rows;
   }
   std::vector<float> gate(static_cast<size_t>(scratch.back())), up(gate.size());
   std::vector<GemmProblem> problems;
   for (size_t e = 0; e < p.experts.size(); ++e) {
     const int64_t r0 = p.expert_offsets[e], n = p.expert_offsets[e + 1] - r0,
-                  inter = p.experts[e].gate.shape[0];
+                  inter = p.experts[e].gate.rows;
     if (n == 0) continue;
     problems.push_back(
         {p.x + r0 * p.hidden, p.hidden, n, p.experts[e].gate, gate.data() + scratch[e], inter});
@@ -37,7 +37,7 @@ void GroupedExpertFfn(const ExpertFfnParams& p, ThreadPool& pool) {
   problems.clear();
   for (size_t e = 0; e < p.experts.size(); ++e) {
     const int64_t r0 = p.expert_offsets[e], n = p.expert_offsets[e + 1] - r0,
-                  inter = p.experts[e].gate.shape[0];
+                  inter = p.experts[e].gate.rows;
     if (n == 0) continue;
     problems.push_back(
         {gate.data() + scratch[e], inter, n, p.experts[e].down, p.out + r0 * p.hidden, p.hidden});

@@ -8,17 +8,18 @@
 #include <cstdint>
 #include <span>
 
-#include "core/tensor.h"
 #include "core/thread_pool.h"
+#include "kernels/linear_weight.h"
 
 namespace moerack {
 
 // One expert's SwiGLU weights; `inter` may differ between experts (e.g. a
 // shared expert of n_shared * moe_intermediate_size beside the routed ones).
 struct ExpertWeights {
-  TensorView gate;  // [inter, hidden]
-  TensorView up;    // [inter, hidden]
-  TensorView down;  // [hidden, inter]
+  LinearWeight gate;  // [inter, hidden]
+  LinearWeight up;    // [inter, hidden]
+  LinearWeight down;  // [hidden, inter]
+  int64_t nbytes() const { return gate.nbytes() + up.nbytes() + down.nbytes(); }
 };
 
 struct ExpertFfnParams {

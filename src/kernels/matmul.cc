@@ -5,7 +5,10 @@
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
+#include "quant/nvfp4.h"
+
 #include <algorithm>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -15,15 +18,22 @@ namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
 using DF = hn::ScalableTag<float>;
+using DU32 = hn::RebindToUnsigned<DF>;
+using DI32 = hn::RebindToSigned<DF>;
+using DU8 = hn::Rebind<uint8_t, DF>;
+using VF = hn::Vec<DF>;
+using VU32 = hn::Vec<DU32>;
+constexpr int kL = static_cast<int>(hn::MaxLanes(DF()));
 // Up to this many rows per block, weights are streamed one row at a time.
 constexpr int64_t kSmallRows = 4;
-using VF = hn::Vec<DF>;
+
+// ---------------------------------------------------------------------------
+// f32 / bf16 weights: one lane-strided accumulator per output element.
 
 HWY_INLINE VF LoadW(DF df, const float* w) { return hn::LoadU(df, w); }
 HWY_INLINE VF LoadW(DF df, const uint16_t* w) {  // bf16: the high half of an f32
   const hn::Rebind<uint16_t, DF> du16;
-  const hn::RebindToUnsigned<DF> du32;
-  return hn::BitCast(df, hn::ShiftLeft<16>(hn::PromoteTo(du32, hn::LoadU(du16, w))));
+  return hn::BitCast(df, hn::ShiftLeft<16>(hn::PromoteTo(DU32(), hn::LoadU(du16, w))));
 }
 HWY_INLINE float ScalarW(const float* w) { return *w; }
 HWY_INLINE float ScalarW(const uint16_t* w) { return BF16ToF32(*w); }
@@ -33,12 +43,11 @@ HWY_INLINE float ScalarW(const uint16_t* w) { return BF16ToF32(*w); }
 template <int MR, int NR, typename WT>
 HWY_INLINE void Tile(const float* x, int64_t ldx, const WT* w, int64_t K, float* y, int64_t ldy) {
   const DF df;
-  const int64_t L = static_cast<int64_t>(hn::Lanes(df));
   VF acc[MR][NR];
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NR; ++j) acc[i][j] = hn::Zero(df);
   int64_t k = 0;
-  for (; k + L <= K; k += L) {
+  for (; k + kL <= K; k += kL) {
     VF wv[NR];
     for (int j = 0; j < NR; ++j) wv[j] = LoadW(df, w + j * K + k);
     for (int i = 0; i < MR; ++i) {
@@ -55,18 +64,18 @@ HWY_INLINE void Tile(const float* x, int64_t ldx, const WT* w, int64_t K, float*
   }
 }
 
-// Rows [m0, m1) x outputs [n0, n1) of one problem.
+using One = std::integral_constant<int, 1>;
+using Four = std::integral_constant<int, 4>;
+
+// Rows [m0, m1) x outputs [n0, n1) of y = x · wᵀ for a dense [N, K] w.
 template <typename WT>
-void Block(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-  const int64_t K = p.w.shape[1];
-  const WT* w = static_cast<const WT*>(p.w.data);
+void DenseBlock(const float* x, int64_t ldx, const WT* w, int64_t K, float* y, int64_t ldy,
+                int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   constexpr int kM = 4, kN = 4;
   auto tile = [&](auto mr, auto nr, int64_t m, int64_t n) {
-    Tile<decltype(mr)::value, decltype(nr)::value>(p.x + m * p.x_stride, p.x_stride, w + n * K, K,
-                                                   p.y + m * p.y_stride + n, p.y_stride);
+    Tile<decltype(mr)::value, decltype(nr)::value>(x + m * ldx, ldx, w + n * K, K, y + m * ldy + n,
+                                                   ldy);
   };
-  using One = std::integral_constant<int, 1>;
-  using Four = std::integral_constant<int, 4>;
   if (m1 - m0 <= kSmallRows) {
     // Few rows (decode): bound by streaming the weights, which is fastest one
     // weight row at a time (a single sequential stream; interleaving four rows
@@ -92,14 +101,251 @@ void Block(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1)
   }
 }
 
+// ---------------------------------------------------------------------------
+// Packed weights (fp8, nvfp4, mxfp4). One aligned load of kL u32 lanes holds
+// kG consecutive weights per lane; unpacking element j of every lane gives a
+// vector of weights {G*i + j}. x is permuted once per block to match, so the
+// inner loop is shift, unpack, scale, FMA. Weights equal DequantizeRange's
+// values exactly (the scale products are the same f32 operations).
+// kP independent partial sums per output hide the FMA latency; the vector j
+// of a chunk always goes to partial j % kP, so the order is fixed.
+constexpr int kP = kL >= 16 ? 4 : 2;
+
+#if HWY_TARGET != HWY_SCALAR
+// Broadcasts kBytes bytes at p into a u8 vector (then only the low kBytes matter).
+template <int kBytes>
+HWY_INLINE hn::Vec<DU8> LoadBytes(const uint8_t* p) {
+  using T = std::conditional_t<kBytes == 8, uint64_t,
+                               std::conditional_t<kBytes == 4, uint32_t, uint16_t>>;
+  static_assert(sizeof(T) == kBytes, "2, 4 or 8 bytes");
+  T v;
+  std::memcpy(&v, p, kBytes);
+  const DU8 du8;
+  return hn::BitCast(du8, hn::Set(hn::Repartition<T, DU8>(), v));
+}
+
+// E2M1 code (low 4 bits of each lane; higher bits ignored) -> f32 value.
+HWY_INLINE VF LookupE2M1(VF table, VU32 idx) {
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+  // vpermps reads only bits 3:0 of each index: the 16-entry table is the whole code.
+  return VF{_mm512_permutexvar_ps(idx.raw, table.raw)};
+#elif HWY_TARGET == HWY_AVX2
+  // vpermps (ymm) reads bits 2:0: the magnitude; bit 3 is the sign.
+  const DU32 du;
+  const VF mag{_mm256_permutevar8x32_ps(table.raw, idx.raw)};
+  return hn::Xor(mag, hn::BitCast(DF(), hn::And(hn::ShiftLeft<28>(idx), hn::Set(du, 0x80000000u))));
+#else
+  const DU32 du;
+  const DF df;
+  if constexpr (kL >= 16) {
+    return hn::TableLookupLanes(table, hn::IndicesFromVec(df, hn::And(idx, hn::Set(du, 15u))));
+  } else {
+    const VF mag = hn::TableLookupLanes(table, hn::IndicesFromVec(df, hn::And(idx, hn::Set(du, 7u))));
+    return hn::Xor(mag, hn::BitCast(df, hn::And(hn::ShiftLeft<28>(idx), hn::Set(du, 0x80000000u))));
+  }
+#endif
+}
+
+// L is kL; a template parameter so that only targets with 8 or 16 lanes instantiate it.
+template <int L>
+struct Fp4Decoder {
+  static constexpr int kG = 8;  // nibbles per u32 lane
+  static constexpr int kChunk = L * kG;
+  const LinearWeight& w;
+  bool nv;
+  VF table;
+
+  explicit Fp4Decoder(const LinearWeight& lw) : w(lw), nv(lw.format == WeightFormat::kNvfp4) {
+    const DF df;
+    table = hn::LoadU(df, kE2M1Values);  // kL >= 8: the magnitudes at least
+  }
+  struct Chunk {
+    VU32 codes;
+    VF scale;  // lane i: the decode scale of weights G*i .. G*i+7
+  };
+  HWY_INLINE Chunk Load(int64_t n, int64_t c) const {
+    const DF df;
+    const DU32 du;
+    const DU8 du8;
+    const int64_t K = w.cols;
+    const auto* packed = static_cast<const uint8_t*>(w.data) + n * K / 2 + c * (kChunk / 2);
+    Chunk ch;
+    ch.codes = hn::LoadU(du, reinterpret_cast<const uint32_t*>(packed));
+    const auto* sc = static_cast<const uint8_t*>(w.scales);
+    if (nv) {
+      // Lanes 2b, 2b+1 share block b's E4M3 byte: positive, so f32 bits = byte << 20
+      // read as 2^-120 times the value.
+      auto b = LoadBytes<L / 2>(sc + n * K / 16 + c * (kChunk / 16));
+      b = hn::InterleaveLower(b, b);
+      const VF s = hn::Mul(hn::BitCast(df, hn::ShiftLeft<20>(hn::PromoteTo(du, b))),
+                           hn::Set(df, 0x1p120f));
+      const VF g = hn::Set(df, w.global_scale);
+      ch.scale = w.global_divides ? hn::Div(s, g) : hn::Mul(s, g);
+    } else {
+      // Lanes 4b..4b+3 share block b's E8M0 byte e: 2^(e-127) (e = 0 is the subnormal 2^-127).
+      auto b = LoadBytes<L / 4>(sc + n * K / 32 + c * (kChunk / 32));
+      b = hn::InterleaveLower(b, b);
+      b = hn::InterleaveLower(b, b);
+      const VU32 e = hn::PromoteTo(du, b);
+      ch.scale = hn::IfThenElse(hn::RebindMask(df, hn::Eq(e, hn::Zero(du))), hn::Set(df, 0x1p-127f),
+                                hn::BitCast(df, hn::ShiftLeft<23>(e)));
+    }
+    return ch;
+  }
+  HWY_INLINE VF Get(const Chunk& ch, int j) const {
+    return hn::Mul(LookupE2M1(table, hn::ShiftRightSame(ch.codes, 4 * j)), ch.scale);
+  }
+};
+
+template <int L>
+struct Fp8Decoder {
+  static constexpr int kG = 4;  // bytes per u32 lane
+  static constexpr int kChunk = L * kG;
+  const LinearWeight& w;
+  int64_t scale_cols;
+
+  explicit Fp8Decoder(const LinearWeight& lw)
+      : w(lw), scale_cols((lw.cols + lw.block_k - 1) / lw.block_k) {}
+  struct Chunk {
+    VU32 bytes;
+    VF scale;
+  };
+  HWY_INLINE Chunk Load(int64_t n, int64_t c) const {
+    const DF df;
+    const DU32 du;
+    Chunk ch;
+    ch.bytes = hn::LoadU(
+        du, reinterpret_cast<const uint32_t*>(static_cast<const uint8_t*>(w.data) + n * w.cols +
+                                              c * kChunk));
+    const float* srow = static_cast<const float*>(w.scales) + (n / w.block_n) * scale_cols;
+    const int64_t k0 = c * kChunk;
+    if (k0 / w.block_k == (k0 + kChunk - 1) / w.block_k) {
+      ch.scale = hn::Set(df, srow[k0 / w.block_k]);
+    } else {  // block_k % kG == 0: each lane's kG weights share one block
+      HWY_ALIGN float s[L];
+      for (int i = 0; i < L; ++i) s[i] = srow[(k0 + kG * i) / w.block_k];
+      ch.scale = hn::Load(df, s);
+    }
+    return ch;
+  }
+  HWY_INLINE VF Get(const Chunk& ch, int j) const {
+    const DF df;
+    const DI32 di;
+    // Byte j to the top, arithmetic shift by 4 keeps the sign at bit 31 and puts
+    // exponent+mantissa at bits 26:20: f32 bits of 2^-120 times the E4M3 value.
+    const auto t = hn::ShiftRight<4>(hn::BitCast(di, hn::ShiftLeftSame(ch.bytes, 24 - 8 * j)));
+    const VF v = hn::BitCast(df, hn::And(t, hn::Set(di, static_cast<int32_t>(0x87F00000u))));
+    return hn::Mul(hn::Mul(v, hn::Set(df, 0x1p120f)), ch.scale);
+  }
+};
+
+// x rows permuted to the decoders' lane order: for chunk c, vector j, lane i,
+// xp[c*C + j*L + i] = x[c*C + G*i + j]; the tail past the last whole chunk stays in order.
+template <int G>
+void PermuteRows(const float* x, int64_t ldx, int64_t rows, int64_t K, float* xp) {
+  constexpr int64_t C = int64_t{kL} * G;
+  const int64_t main = K / C * C;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * ldx;
+    float* out = xp + r * K;
+    for (int64_t c = 0; c < main; c += C)
+      for (int j = 0; j < G; ++j)
+        for (int i = 0; i < kL; ++i) out[c + j * kL + i] = xr[c + G * i + j];
+    std::copy(xr + main, xr + K, out + main);
+  }
+}
+
+template <int MR, class Dec>
+HWY_INLINE void QTile(const float* xp, int64_t K, const Dec& dec, int64_t n, float* y,
+                      int64_t ldy) {
+  constexpr int G = Dec::kG;
+  constexpr int64_t C = Dec::kChunk;
+  const DF df;
+  VF acc[MR][kP];
+  for (int i = 0; i < MR; ++i)
+    for (int p = 0; p < kP; ++p) acc[i][p] = hn::Zero(df);
+  const int64_t chunks = K / C;
+  for (int64_t c = 0; c < chunks; ++c) {
+    const typename Dec::Chunk ch = dec.Load(n, c);
+#pragma GCC unroll 8
+    for (int j = 0; j < G; ++j) {
+      const VF wv = dec.Get(ch, j);
+      for (int i = 0; i < MR; ++i)
+        acc[i][j % kP] = hn::MulAdd(hn::LoadU(df, xp + i * K + c * C + j * kL), wv, acc[i][j % kP]);
+    }
+  }
+  // Tail (K not a multiple of the chunk): decoded scalar, in natural order.
+  const int64_t k0 = chunks * C;
+  HWY_ALIGN float tail[C];
+  if (k0 < K) dec.w.DequantizeRange(n, k0, K, tail);
+  int64_t k = k0;
+  for (; k + kL <= K; k += kL) {
+    const VF wv = hn::Load(df, tail + (k - k0));
+    for (int i = 0; i < MR; ++i) acc[i][0] = hn::MulAdd(hn::LoadU(df, xp + i * K + k), wv, acc[i][0]);
+  }
+  for (int i = 0; i < MR; ++i) {
+    VF sum = acc[i][0];
+    for (int p = 1; p < kP; ++p) sum = hn::Add(sum, acc[i][p]);
+    float s = hn::GetLane(hn::SumOfLanes(df, sum));
+    for (int64_t kk = k; kk < K; ++kk) s += xp[i * K + kk] * tail[kk - k0];
+    y[i * ldy] = s;
+  }
+}
+
+#endif  // HWY_TARGET != HWY_SCALAR
+
+thread_local std::vector<float> tls_x;  // permuted or dequantized scratch of this thread
+
+#if HWY_TARGET != HWY_SCALAR
+template <class Dec>
+void PackedBlock(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  const int64_t K = p.w.cols, rows = m1 - m0;
+  tls_x.resize(static_cast<size_t>(rows * K));
+  PermuteRows<Dec::kG>(p.x + m0 * p.x_stride, p.x_stride, rows, K, tls_x.data());
+  const Dec dec(p.w);
+  for (int64_t n = n0; n < n1; ++n) {
+    float* y = p.y + m0 * p.y_stride + n;
+    int64_t m = 0;
+    for (; m + 4 <= rows; m += 4) QTile<4>(tls_x.data() + m * K, K, dec, n, y + m * p.y_stride, p.y_stride);
+    for (; m < rows; ++m) QTile<1>(tls_x.data() + m * K, K, dec, n, y + m * p.y_stride, p.y_stride);
+  }
+}
+
+#endif  // HWY_TARGET != HWY_SCALAR
+
+// Any format on narrow targets: each weight row dequantized, then the f32 tile.
+void DequantizedBlock(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  const int64_t K = p.w.cols;
+  tls_x.resize(static_cast<size_t>(K));
+  for (int64_t n = n0; n < n1; ++n) {
+    p.w.DequantizeRange(n, 0, K, tls_x.data());
+    DenseBlock(p.x, p.x_stride, tls_x.data(), K, p.y + n, p.y_stride, m0, m1, 0, 1);
+  }
+}
+
 void RunBlock(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-  switch (p.w.dtype) {
-    case DType::kF32:
-      return Block<float>(p, m0, m1, n0, n1);
-    case DType::kBF16:
-      return Block<uint16_t>(p, m0, m1, n0, n1);
-    default:
-      CHECK(false) << "matmul: unsupported weight dtype " << DTypeName(p.w.dtype);
+  const int64_t K = p.w.cols;
+  switch (p.w.format) {
+    case WeightFormat::kF32:
+      return DenseBlock(p.x, p.x_stride, static_cast<const float*>(p.w.data), K, p.y, p.y_stride,
+                        m0, m1, n0, n1);
+    case WeightFormat::kBF16:
+      return DenseBlock(p.x, p.x_stride, static_cast<const uint16_t*>(p.w.data), K, p.y,
+                        p.y_stride, m0, m1, n0, n1);
+    case WeightFormat::kFp8:
+#if HWY_TARGET != HWY_SCALAR
+      if constexpr (kL == 8 || kL == 16) {
+        if (p.w.block_k % Fp8Decoder<kL>::kG == 0)
+          return PackedBlock<Fp8Decoder<kL>>(p, m0, m1, n0, n1);
+      }
+#endif
+      return DequantizedBlock(p, m0, m1, n0, n1);
+    case WeightFormat::kNvfp4:
+    case WeightFormat::kMxfp4:
+#if HWY_TARGET != HWY_SCALAR
+      if constexpr (kL == 8 || kL == 16) return PackedBlock<Fp4Decoder<kL>>(p, m0, m1, n0, n1);
+#endif
+      return DequantizedBlock(p, m0, m1, n0, n1);
   }
 }
 
@@ -122,10 +368,9 @@ struct Split {
 };
 
 Split ChooseSplit(const GemmProblem& p) {
-  const int64_t K = p.w.shape[1];
-  const int64_t bytes_per_wrow = K * DTypeBits(p.w.dtype) / 8;
+  const double bytes_per_wrow = std::max(p.w.row_bytes(), 1.0);
   const int64_t n_block =
-      std::max<int64_t>(16, (256 * 1024 / std::max<int64_t>(bytes_per_wrow, 1)) / 4 * 4);
+      std::max<int64_t>(16, static_cast<int64_t>(256 * 1024 / bytes_per_wrow) / 4 * 4);
   return Split{n_block, 64};
 }
 
@@ -140,8 +385,9 @@ void GroupedMatMul(std::span<const GemmProblem> problems, ThreadPool& pool) {
   for (size_t i = 0; i < problems.size(); ++i) {
     const GemmProblem& p = problems[i];
     if (p.rows == 0) continue;
-    CHECK_EQ(p.w.ndim, 2);
-    const int64_t N = p.w.shape[0];
+    const std::string invalid = ValidateLinearWeight(p.w);
+    CHECK(invalid.empty()) << "matmul: " << invalid << " (" << p.w.Describe() << ")";
+    const int64_t N = p.w.rows;
     Split s = ChooseSplit(p);
     // Enough tasks for every thread even for one small problem.
     while (s.n_block > 4 && (N / s.n_block) < pool.num_threads() * 2 && problems.size() < 4) {
@@ -164,15 +410,13 @@ void GroupedMatMul(std::span<const GemmProblem> problems, ThreadPool& pool) {
 void MatMul(const GemmProblem& p, ThreadPool& pool) { GroupedMatMul({&p, 1}, pool); }
 
 void MatMulReference(const GemmProblem& p) {
-  const int64_t N = p.w.shape[0], K = p.w.shape[1];
-  for (int64_t m = 0; m < p.rows; ++m) {
-    for (int64_t n = 0; n < N; ++n) {
+  const int64_t N = p.w.rows, K = p.w.cols;
+  std::vector<float> w(static_cast<size_t>(K));
+  for (int64_t n = 0; n < N; ++n) {
+    p.w.DequantizeRange(n, 0, K, w.data());
+    for (int64_t m = 0; m < p.rows; ++m) {
       double s = 0;
-      for (int64_t k = 0; k < K; ++k) {
-        const float w = p.w.dtype == DType::kBF16 ? BF16ToF32(p.w.as<uint16_t>()[n * K + k])
-                                                  : p.w.as<float>()[n * K + k];
-        s += static_cast<double>(p.x[m * p.x_stride + k]) * w;
-      }
+      for (int64_t k = 0; k < K; ++k) s += static_cast<double>(p.x[m * p.x_stride + k]) * w[k];
       p.y[m * p.y_stride + n] = static_cast<float>(s);
     }
   }

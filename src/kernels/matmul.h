@@ -1,19 +1,22 @@
 // Matrix multiplication with weights in the HF Linear layout: y = x · Wᵀ,
-// x [rows, K] f32, W [N, K] (f32 or bf16; quantized formats come later),
+// x [rows, K] f32, W [N, K] in any LinearWeight format (f32, bf16, fp8,
+// nvfp4, mxfp4; quantized ones dequantized inside the inner loop),
 // y [rows, N] f32. GroupedMatMul runs many independent problems (one per
 // expert) as one parallel job: it is the grouped expert GEMM of the MoE layer.
 //
-// Reduction order: each y[m, n] is one SIMD-lane-strided accumulation over K
-// followed by a fixed lane reduction and a scalar tail, whatever the number of
-// rows, the tiling and the thread count (DESIGN.md principle 2).
+// Reduction order: each y[m, n] is a fixed set of SIMD-lane accumulations over K
+// (for packed formats over a fixed permutation of K that matches how the packed
+// bytes unpack into lanes) followed by a fixed lane reduction and a scalar tail,
+// whatever the number of rows, the tiling and the thread count (DESIGN.md
+// principle 2). The order depends only on K, the format and the SIMD target.
 // Thread-safety: calls are independent; each uses the pool it is given.
 #pragma once
 
 #include <cstdint>
 #include <span>
 
-#include "core/tensor.h"
 #include "core/thread_pool.h"
+#include "kernels/linear_weight.h"
 
 namespace moerack {
 
@@ -21,7 +24,7 @@ struct GemmProblem {
   const float* x = nullptr;  // [rows, K], row stride x_stride (floats)
   int64_t x_stride = 0;
   int64_t rows = 0;
-  TensorView w;        // [N, K] contiguous rows
+  LinearWeight w;      // [N, K]
   float* y = nullptr;  // [rows, N], row stride y_stride (floats)
   int64_t y_stride = 0;
 };
@@ -29,7 +32,7 @@ struct GemmProblem {
 void MatMul(const GemmProblem& p, ThreadPool& pool);
 void GroupedMatMul(std::span<const GemmProblem> problems, ThreadPool& pool);
 
-// Scalar reference: f64 accumulation, for tests.
+// Scalar reference: f64 accumulation over LinearWeight::DequantizeRange, for tests.
 void MatMulReference(const GemmProblem& p);
 
 }  // namespace moerack

@@ -1,6 +1,11 @@
 #include "model/config.h"
 
+#include <fnmatch.h>
+
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
+#include <regex>
 
 #include "core/mapped_file.h"
 #include "model/registry.h"
@@ -77,7 +82,138 @@ StatusOr<ModelConfig> ParseModelConfig(const json& j, const std::string& source)
   config.raw = j;
   config.architecture = std::string(arch->names.front());
   MR_RETURN_IF_ERROR(arch->parse_config(config, source));
+  if (j.contains("quantization_config") && !j["quantization_config"].is_null()) {
+    MR_ASSIGN_OR_RETURN(config.quant, ParseQuantConfig(j["quantization_config"],
+                                                       source + ": quantization_config"));
+  }
   return config;
+}
+
+bool ModuleMatches(const std::vector<std::string>& patterns, const std::string& name) {
+  for (const std::string& p : patterns) {
+    if (p.rfind("re:", 0) == 0) {
+      try {
+        if (std::regex_match(name, std::regex(p.substr(3)))) return true;
+      } catch (const std::regex_error&) {  // validated in ParseQuantConfig
+      }
+    } else if (fnmatch(p.c_str(), name.c_str(), 0) == 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
+namespace {
+
+std::string Upper(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::toupper(c); });
+  return s;
+}
+
+Status ReadPatterns(const json& q, const char* key, const std::string& source,
+                    std::vector<std::string>* out) {
+  if (!q.contains(key) || q[key].is_null()) return Status::Ok();
+  if (!q[key].is_array()) return Error(source + ": '" + key + "' must be a list of strings");
+  for (const auto& e : q[key]) {
+    if (!e.is_string()) return Error(source + ": '" + key + "' must be a list of strings");
+    const std::string p = e.get<std::string>();
+    if (p.rfind("re:", 0) == 0) {
+      try {
+        std::regex re(p.substr(3));
+      } catch (const std::regex_error&) {
+        return Error(source + ": '" + key + "' has an invalid regular expression '" + p + "'");
+      }
+    }
+    out->push_back(p);
+  }
+  return Status::Ok();
+}
+
+// kv_cache_scheme {num_bits: 8, type: float} (compressed-tensors / ModelOpt rewrite).
+std::string KvAlgoFromScheme(const json& q) {
+  if (!q.contains("kv_cache_scheme") || !q["kv_cache_scheme"].is_object()) return "";
+  const json& s = q["kv_cache_scheme"];
+  if (s.value("num_bits", 0) == 8 && s.value("type", "") == "float") return "FP8";
+  return "";
+}
+
+}  // namespace
+
+StatusOr<QuantConfig> ParseQuantConfig(const json& q, const std::string& source) {
+  if (!q.is_object()) return Error(source + ": must be a JSON object");
+  QuantConfig c;
+  auto algo_of = [&](const json& o, const char* key) -> StatusOr<std::string> {
+    if (!o.contains(key) || !o[key].is_string())
+      return Error(source + ": missing string field '" + key + "'");
+    return Upper(o[key].get<std::string>());
+  };
+  if (q.contains("quantization") && q["quantization"].is_object()) {  // hf_quant_config.json
+    const json& m = q["quantization"];
+    c.method = "modelopt";
+    MR_ASSIGN_OR_RETURN(c.algo, algo_of(m, "quant_algo"));
+    MR_RETURN_IF_ERROR(ReadPatterns(m, "exclude_modules", source, &c.exclude));
+    if (m.contains("kv_cache_quant_algo") && m["kv_cache_quant_algo"].is_string())
+      c.kv_cache_algo = Upper(m["kv_cache_quant_algo"].get<std::string>());
+  } else {
+    if (!q.contains("quant_method") || !q["quant_method"].is_string())
+      return Error(source + ": missing string field 'quant_method'");
+    c.method = q["quant_method"].get<std::string>();
+    std::transform(c.method.begin(), c.method.end(), c.method.begin(),
+                   [](unsigned char ch) { return std::tolower(ch); });
+    if (c.method == "fp8") {
+      c.algo = q.contains("weight_block_size") ? "FP8_BLOCK" : "FP8";
+      if (q.contains("weight_block_size")) {
+        const auto& b = q["weight_block_size"];
+        if (!b.is_array() || b.size() != 2 || !b[0].is_number_integer() ||
+            !b[1].is_number_integer() || b[0].get<int>() <= 0 || b[1].get<int>() <= 0) {
+          return Error(source + ": weight_block_size must be two positive integers");
+        }
+        c.fp8_block_n = b[0].get<int>();
+        c.fp8_block_k = b[1].get<int>();
+      }
+      MR_RETURN_IF_ERROR(ReadPatterns(q, "modules_to_not_convert", source, &c.exclude));
+    } else if (c.method == "modelopt") {
+      MR_ASSIGN_OR_RETURN(c.algo, algo_of(q, "quant_algo"));
+      MR_RETURN_IF_ERROR(ReadPatterns(q, "ignore", source, &c.exclude));
+      MR_RETURN_IF_ERROR(ReadPatterns(q, "exclude_modules", source, &c.exclude));
+      c.kv_cache_algo = KvAlgoFromScheme(q);
+      if (q.contains("kv_cache_quant_algo") && q["kv_cache_quant_algo"].is_string())
+        c.kv_cache_algo = Upper(q["kv_cache_quant_algo"].get<std::string>());
+    } else if (c.method == "compressed-tensors") {
+      const std::string format = q.value("format", "");
+      if (format == "nvfp4-pack-quantized") {
+        c.algo = "NVFP4";
+      } else if (format == "mxfp4-pack-quantized") {
+        c.algo = "MXFP4";
+      } else if (format == "float-quantized") {
+        c.algo = "FP8";
+      } else {
+        return Error(source + ": compressed-tensors format '" + format +
+                     "' is not supported (supported: nvfp4-pack-quantized, "
+                     "mxfp4-pack-quantized, float-quantized)");
+      }
+      MR_RETURN_IF_ERROR(ReadPatterns(q, "ignore", source, &c.exclude));
+      c.kv_cache_algo = KvAlgoFromScheme(q);
+    } else if (c.method == "mxfp4") {
+      c.algo = "MXFP4";
+      MR_RETURN_IF_ERROR(ReadPatterns(q, "modules_to_not_convert", source, &c.exclude));
+    } else {
+      return Error(source + ": quant_method '" + c.method +
+                   "' is not supported (supported: fp8, modelopt, compressed-tensors, mxfp4)");
+    }
+  }
+  static const char* kAlgos[] = {"NVFP4", "W4A16_NVFP4", "NVFP4_A16", "FP8",
+                                 "FP8_BLOCK", "MXFP4",      "MIXED_PRECISION"};
+  if (std::find(std::begin(kAlgos), std::end(kAlgos), c.algo) == std::end(kAlgos)) {
+    return Error(source + ": quant_algo '" + c.algo +
+                 "' is not supported (supported: NVFP4, W4A16_NVFP4, FP8, FP8_BLOCK, MXFP4, "
+                 "MIXED_PRECISION)");
+  }
+  if (!c.kv_cache_algo.empty() && c.kv_cache_algo != "FP8") {
+    return Error(source + ": KV cache quantization '" + c.kv_cache_algo +
+                 "' is not supported (supported: FP8)");
+  }
+  return c;
 }
 
 namespace {
@@ -119,6 +255,14 @@ StatusOr<ModelConfig> LoadModelConfig(const std::string& dir) {
       if (r.Has("top_p")) config.generation.top_p = static_cast<float>(r.DoubleOr("top_p", 1.0));
     }
     MR_RETURN_IF_ERROR(r.status());
+  }
+  // ModelOpt's legacy description, when config.json has none.
+  const std::string hf_quant = (fs::path(dir) / "hf_quant_config.json").string();
+  if (config.quant.method.empty() && fs::exists(hf_quant)) {
+    MR_ASSIGN_OR_RETURN(std::string q_text, ReadFileToString(hf_quant));
+    json q = json::parse(q_text, nullptr, false);
+    if (q.is_discarded()) return Error(hf_quant + ": not valid JSON");
+    MR_ASSIGN_OR_RETURN(config.quant, ParseQuantConfig(q, hf_quant));
   }
   return config;
 }

@@ -22,6 +22,23 @@ struct GenerationConfig {
   std::optional<float> top_p;
 };
 
+// How the checkpoint's weights are quantized, from config.json's
+// quantization_config and/or ModelOpt's hf_quant_config.json. The tensors
+// themselves say each Linear's format (model/linear_loader.h); this says which
+// scheme produced them, the FP8 block shape and which modules were left alone.
+struct QuantConfig {
+  std::string method;  // "" (none), "fp8" (DeepSeek block), "modelopt", "compressed-tensors"
+  std::string algo;    // upper-case: NVFP4, FP8, MXFP4, FP8_BLOCK, ... ("" when none)
+  int fp8_block_n = 128, fp8_block_k = 128;  // weight_block_size
+  std::vector<std::string> exclude;          // fnmatch patterns of unquantized modules
+  std::string kv_cache_algo;                 // "FP8" when the KV cache is FP8
+};
+
+// Whether module `name` (e.g. "model.layers.0.mlp.gate") matches one of `patterns`
+// (fnmatch wildcards, as ModelOpt's exclude_modules / compressed-tensors' ignore;
+// "re:" prefixed entries are regular expressions).
+bool ModuleMatches(const std::vector<std::string>& patterns, const std::string& name);
+
 struct ModelConfig {
   std::string architecture;  // registry key that matched
   std::string model_type;
@@ -44,6 +61,7 @@ struct ModelConfig {
   bool attention_bias = false;
   std::vector<bool> layer_is_moe;  // per layer: routed experts or a dense MLP
   GenerationConfig generation;
+  QuantConfig quant;
   nlohmann::json raw;  // the parsed config.json, for family-specific fields
 };
 
@@ -71,5 +89,9 @@ class ConfigReader {
 // the registered architecture's parser. Errors name the file and field.
 StatusOr<ModelConfig> LoadModelConfig(const std::string& dir);
 StatusOr<ModelConfig> ParseModelConfig(const nlohmann::json& j, const std::string& source);
+
+// Parses a quantization description: config.json's "quantization_config" object or the
+// "quantization" object of hf_quant_config.json. Errors name `source` and the field.
+StatusOr<QuantConfig> ParseQuantConfig(const nlohmann::json& q, const std::string& source);
 
 }  // namespace moerack

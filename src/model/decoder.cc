@@ -31,7 +31,7 @@ void AppendLogits(const LogitsHead& head, const float* h, int64_t hidden,
                   std::span<const int64_t> rows, ThreadPool& pool, std::vector<float>* logits) {
   const int64_t R = static_cast<int64_t>(rows.size());
   if (R == 0) return;
-  const int64_t vocab = head.lm_head.shape[0];
+  const int64_t vocab = head.lm_head.rows;
   std::vector<float> last(static_cast<size_t>(R * hidden));
   for (int64_t i = 0; i < R; ++i) {
     RmsNorm(h + rows[i] * hidden, hidden, head.final_norm, head.eps, 1, hidden,

@@ -11,6 +11,7 @@
 #include "core/tensor.h"
 #include "core/thread_pool.h"
 #include "kernels/attention.h"
+#include "kernels/linear_weight.h"
 #include "model/model.h"
 
 namespace moerack {
@@ -31,7 +32,7 @@ void EmbedTokens(const ForwardBatch& batch, const TensorView& embed, int64_t hid
 struct LogitsHead {
   TensorView final_norm;  // [hidden]
   float eps = 1e-6f;
-  TensorView lm_head;  // [vocab, hidden]
+  LinearWeight lm_head;  // [vocab, hidden]
 };
 void AppendLogits(const LogitsHead& head, const float* h, int64_t hidden,
                   std::span<const int64_t> rows, ThreadPool& pool, std::vector<float>* logits);

@@ -19,6 +19,7 @@
 #include "kernels/ops.h"
 #include "model/architectures.h"
 #include "model/decoder.h"
+#include "model/linear_loader.h"
 #include "model/rope.h"
 #include "moe/moe_layer.h"
 #include "quant/fp8.h"
@@ -46,8 +47,6 @@ struct DeepseekConfig {
   double llama4_beta = 0.0;  // Mistral Large 3 query scaling; 0: off
   int llama4_original = 1;
   float latent_norm_eps = kHfLatentNormEps;  // q_a_layernorm, kv_a_layernorm
-  int fp8_block_n = 128;                     // quantization_config.weight_block_size
-  int fp8_block_k = 128;
   int qk_head_dim() const { return qk_nope + qk_rope; }
 };
 
@@ -156,19 +155,6 @@ StatusOr<DeepseekConfig> ParseDeepseek(ModelConfig& c, const std::string& source
     d.softmax_scale = static_cast<float>(d.softmax_scale * m * m);
   }
   if (variant == Variant::kMistralLarge3) d.latent_norm_eps = c.rms_norm_eps;
-  if (c.raw.contains("quantization_config") && c.raw["quantization_config"].is_object()) {
-    const auto& q = c.raw["quantization_config"];
-    if (q.contains("weight_block_size")) {
-      const auto& b = q["weight_block_size"];
-      if (!b.is_array() || b.size() != 2 || !b[0].is_number_integer() ||
-          !b[1].is_number_integer() || b[0].get<int>() <= 0 || b[1].get<int>() <= 0) {
-        return Error(source +
-                     ": quantization_config.weight_block_size must be two positive integers");
-      }
-      d.fp8_block_n = b[0].get<int>();
-      d.fp8_block_k = b[1].get<int>();
-    }
-  }
   if (c.raw.contains("llama_4_scaling") && c.raw["llama_4_scaling"].is_object()) {
     const auto& l4 = c.raw["llama_4_scaling"];
     d.llama4_beta = l4.value("beta", 0.0);
@@ -249,8 +235,9 @@ class DeepseekV3Model final : public Model {
  private:
   struct Layer {
     TensorView input_norm, post_norm;
-    TensorView q_a, q_a_norm, q_b, q;  // q_a/q_a_norm/q_b with q_lora_rank, else q
-    TensorView kv_a, kv_a_norm, kv_b, o;
+    TensorView q_a_norm, kv_a_norm;
+    LinearWeight q_a, q_b, q;  // q_a/q_a_norm/q_b with q_lora_rank, else q
+    LinearWeight kv_a, kv_b, o;
     std::vector<float> w_uk_t;  // [heads][kv_lora_rank][qk_nope]: W_UK transposed per head
     TensorView router;
     std::vector<float> router_bias;      // e_score_correction_bias, f32
@@ -259,9 +246,8 @@ class DeepseekV3Model final : public Model {
     bool has_shared = false;
   };
 
-  // A linear weight in a matmul-ready dtype: BF16/F32 in place, block FP8
-  // (`<name>_scale_inv`) dequantized once to f32 and owned here.
-  Status GetLinear(const std::string& name, const std::vector<int64_t>& shape, TensorView* out);
+  // A linear weight as the checkpoint stores it (model/linear_loader.h).
+  Status GetLinear(const std::string& name, const std::vector<int64_t>& shape, LinearWeight* out);
   Status GetNorm(const std::string& name, const std::vector<int64_t>& shape, TensorView* out);
   void Attention(const Layer& L, int layer, std::span<const AttentionSeq> seqs,
                  std::span<const int64_t> positions, const KvCacheView& cache, ThreadPool& pool);
@@ -270,8 +256,9 @@ class DeepseekV3Model final : public Model {
   ModelConfig config_;
   DeepseekConfig d_;
   std::shared_ptr<const WeightStore> weights_;
-  std::vector<std::unique_ptr<std::vector<float>>> owned_;  // dequantized weights
-  TensorView embed_, final_norm_, lm_head_;
+  std::vector<std::unique_ptr<std::vector<float>>> owned_;  // dequantized kv_b, see Load
+  TensorView embed_, final_norm_;
+  LinearWeight lm_head_;
   std::vector<Layer> layers_;
   WeightFootprint footprint_;
   std::vector<float> h_, x_, tmp_;
@@ -285,21 +272,9 @@ Status DeepseekV3Model::GetNorm(const std::string& name, const std::vector<int64
 }
 
 Status DeepseekV3Model::GetLinear(const std::string& name, const std::vector<int64_t>& shape,
-                                  TensorView* out) {
-  MR_ASSIGN_OR_RETURN(TensorView w, weights_->Get(name));
-  if (w.dtype != DType::kFP8E4M3) {
-    MR_ASSIGN_OR_RETURN(*out, weights_->Get(name, shape, {DType::kBF16, DType::kF32}));
-    footprint_.total_bytes += out->nbytes();
-    return Status::Ok();
-  }
-  MR_ASSIGN_OR_RETURN(w, weights_->Get(name, shape, {DType::kFP8E4M3}));
-  const std::string scale_name = name + "_scale_inv";
-  MR_ASSIGN_OR_RETURN(TensorView scale, weights_->Get(scale_name));
-  auto deq = DequantizeBlockFp8(w, scale, d_.fp8_block_n, d_.fp8_block_k);
-  if (!deq.ok()) return deq.status().WithContext("tensor '" + scale_name + "'");
-  owned_.push_back(std::make_unique<std::vector<float>>(std::move(deq).value()));
-  *out = TensorView(owned_.back()->data(), DType::kF32, {shape[0], shape[1]});
-  footprint_.total_bytes += w.nbytes() + scale.nbytes();  // what the checkpoint holds
+                                  LinearWeight* out) {
+  MR_ASSIGN_OR_RETURN(*out, LoadLinear(*weights_, config_.quant, name, shape[0], shape[1]));
+  footprint_.total_bytes += out->nbytes();
   return Status::Ok();
 }
 
@@ -346,12 +321,20 @@ Status DeepseekV3Model::Load() {
     std::vector<float> row(static_cast<size_t>(d_.kv_lora_rank));
     for (int64_t h = 0; h < nh; ++h) {
       for (int i = 0; i < d_.qk_nope; ++i) {
-        LoadF32(L.kv_b, (h * (d_.qk_nope + d_.v_head_dim) + i) * d_.kv_lora_rank, d_.kv_lora_rank,
-                row.data());
+        L.kv_b.DequantizeRange(h * (d_.qk_nope + d_.v_head_dim) + i, 0, d_.kv_lora_rank,
+                               row.data());
         for (int cidx = 0; cidx < d_.kv_lora_rank; ++cidx) {
           L.w_uk_t[(h * d_.kv_lora_rank + cidx) * d_.qk_nope + i] = row[cidx];
         }
       }
+    }
+    // W_UV is read as per-head row slices of kv_b (Attention); block-FP8 slices
+    // must start on a scale block, else kv_b (small) is kept dequantized.
+    if (L.kv_b.format == WeightFormat::kFp8 &&
+        (d_.qk_nope % L.kv_b.block_n != 0 || (d_.qk_nope + d_.v_head_dim) % L.kv_b.block_n != 0)) {
+      owned_.push_back(std::make_unique<std::vector<float>>(L.kv_b.Dequantize()));
+      L.kv_b = LinearWeight(
+          TensorView(owned_.back()->data(), DType::kF32, {L.kv_b.rows, L.kv_b.cols}));
     }
     if (c.layer_is_moe[l]) {
       const int64_t I = c.moe_intermediate_size;
@@ -481,11 +464,9 @@ void DeepseekV3Model::Attention(const Layer& L, int layer, std::span<const Atten
   // W_UV of head h: rows [h * (nope + v) + nope, (h + 1) * (nope + v)) of kv_b, a [dv, R] view.
   std::vector<float> o(static_cast<size_t>(T * nh * dv));
   std::vector<GemmProblem> expand;
-  const int64_t row_bytes = R * DTypeBits(L.kv_b.dtype) / 8;
   for (int64_t h = 0; h < nh; ++h) {
-    TensorView w_uv(
-        static_cast<char*>(L.kv_b.data) + (h * (d_.qk_nope + dv) + d_.qk_nope) * row_bytes,
-        L.kv_b.dtype, {dv, R});
+    const int64_t r0 = h * (d_.qk_nope + dv) + d_.qk_nope;
+    const LinearWeight w_uv = L.kv_b.RowSlice(r0, r0 + dv);
     expand.push_back({o_lat.data() + h * R, nh * R, T, w_uv, o.data() + h * dv, nh * dv});
   }
   GroupedMatMul(expand, pool);

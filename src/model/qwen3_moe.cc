@@ -12,6 +12,7 @@
 #include "kernels/ops.h"
 #include "model/architectures.h"
 #include "model/decoder.h"
+#include "model/linear_loader.h"
 #include "model/rope.h"
 #include "moe/moe_layer.h"
 
@@ -169,13 +170,18 @@ class Qwen3MoeModel final : public Model {
       footprint_.total_bytes += out->nbytes();
       return Status::Ok();
     };
+    auto linear = [&](const std::string& name, int64_t N, int64_t K, LinearWeight* out) -> Status {
+      MR_ASSIGN_OR_RETURN(*out, LoadLinear(*weights_, c.quant, name, N, K));
+      footprint_.total_bytes += out->nbytes();
+      return Status::Ok();
+    };
     MR_RETURN_IF_ERROR(get("model.embed_tokens.weight", {c.vocab_size, H}, kNormDTypes, &embed_));
     MR_RETURN_IF_ERROR(get("model.norm.weight", {H}, kNormDTypes, &final_norm_));
     if (c.tie_word_embeddings) {
       if (embed_.dtype == DType::kF16) return Error("tied embeddings in F16 are not supported");
       lm_head_ = embed_;
     } else {
-      MR_RETURN_IF_ERROR(get("lm_head.weight", {c.vocab_size, H}, kLinearDTypes, &lm_head_));
+      MR_RETURN_IF_ERROR(linear("lm_head.weight", c.vocab_size, H, &lm_head_));
     }
     int64_t active = lm_head_.nbytes() + final_norm_.nbytes() + embed_.nbytes() / c.vocab_size;
     layers_.resize(static_cast<size_t>(c.num_layers));
@@ -186,12 +192,12 @@ class Qwen3MoeModel final : public Model {
           get(LayerName(l, "input_layernorm.weight"), {H}, kNormDTypes, &L.input_norm));
       MR_RETURN_IF_ERROR(
           get(LayerName(l, "post_attention_layernorm.weight"), {H}, kNormDTypes, &L.post_norm));
-      MR_RETURN_IF_ERROR(get(LayerName(l, "self_attn.q_proj.weight"), {q, H}, kLinearDTypes, &L.q));
+      MR_RETURN_IF_ERROR(linear(LayerName(l, "self_attn.q_proj.weight"), q, H, &L.q));
       MR_RETURN_IF_ERROR(
-          get(LayerName(l, "self_attn.k_proj.weight"), {kv, H}, kLinearDTypes, &L.k));
+          linear(LayerName(l, "self_attn.k_proj.weight"), kv, H, &L.k));
       MR_RETURN_IF_ERROR(
-          get(LayerName(l, "self_attn.v_proj.weight"), {kv, H}, kLinearDTypes, &L.v));
-      MR_RETURN_IF_ERROR(get(LayerName(l, "self_attn.o_proj.weight"), {H, q}, kLinearDTypes, &L.o));
+          linear(LayerName(l, "self_attn.v_proj.weight"), kv, H, &L.v));
+      MR_RETURN_IF_ERROR(linear(LayerName(l, "self_attn.o_proj.weight"), H, q, &L.o));
       if (c.attention_bias) {
         MR_RETURN_IF_ERROR(get(LayerName(l, "self_attn.q_proj.bias"), {q}, kNormDTypes, &L.q_bias));
         MR_RETURN_IF_ERROR(
@@ -214,22 +220,22 @@ class Qwen3MoeModel final : public Model {
         for (int e = 0; e < c.num_experts; ++e) {
           ExpertWeights w;
           MR_RETURN_IF_ERROR(
-              get(ExpertName(family_, l, e, "gate"), {I, H}, kLinearDTypes, &w.gate));
-          MR_RETURN_IF_ERROR(get(ExpertName(family_, l, e, "up"), {I, H}, kLinearDTypes, &w.up));
+              linear(ExpertName(family_, l, e, "gate"), I, H, &w.gate));
+          MR_RETURN_IF_ERROR(linear(ExpertName(family_, l, e, "up"), I, H, &w.up));
           MR_RETURN_IF_ERROR(
-              get(ExpertName(family_, l, e, "down"), {H, I}, kLinearDTypes, &w.down));
+              linear(ExpertName(family_, l, e, "down"), H, I, &w.down));
           L.experts.push_back(w);
         }
         const ExpertWeights& w0 = L.experts[0];
-        active += c.num_experts_per_tok * (w0.gate.nbytes() + w0.up.nbytes() + w0.down.nbytes());
+        active += c.num_experts_per_tok * w0.nbytes();
       } else {
         const int64_t I = c.intermediate_size;
         ExpertWeights w;
         MR_RETURN_IF_ERROR(
-            get(LayerName(l, "mlp.gate_proj.weight"), {I, H}, kLinearDTypes, &w.gate));
-        MR_RETURN_IF_ERROR(get(LayerName(l, "mlp.up_proj.weight"), {I, H}, kLinearDTypes, &w.up));
+            linear(LayerName(l, "mlp.gate_proj.weight"), I, H, &w.gate));
+        MR_RETURN_IF_ERROR(linear(LayerName(l, "mlp.up_proj.weight"), I, H, &w.up));
         MR_RETURN_IF_ERROR(
-            get(LayerName(l, "mlp.down_proj.weight"), {H, I}, kLinearDTypes, &w.down));
+            linear(LayerName(l, "mlp.down_proj.weight"), H, I, &w.down));
         L.experts.push_back(w);
         active += footprint_.total_bytes - before;
       }
@@ -249,7 +255,8 @@ class Qwen3MoeModel final : public Model {
 
  private:
   struct Layer {
-    TensorView input_norm, post_norm, q, k, v, o, q_bias, k_bias, v_bias, o_bias, q_norm, k_norm;
+    TensorView input_norm, post_norm, q_bias, k_bias, v_bias, o_bias, q_norm, k_norm;
+    LinearWeight q, k, v, o;
     TensorView router;                   // empty for dense layers
     std::vector<ExpertWeights> experts;  // one entry (the dense MLP) for dense layers
   };
@@ -261,7 +268,8 @@ class Qwen3MoeModel final : public Model {
   ModelConfig config_;
   Family family_;
   std::shared_ptr<const WeightStore> weights_;
-  TensorView embed_, final_norm_, lm_head_;
+  TensorView embed_, final_norm_;
+  LinearWeight lm_head_;
   std::vector<Layer> layers_;
   RopeTable rope_;
   WeightFootprint footprint_;

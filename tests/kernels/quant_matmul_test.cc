@@ -1,0 +1,261 @@
+// The matmul on packed weights (fp8 block / per-tensor / per-channel, NVFP4
+// ModelOpt and compressed-tensors, MXFP4) against the scalar f64 reference
+// over the dequantized values, on fresh random bytes and odd sizes, and the
+// principle-2 bit-identity of a row alone and in a batch.
+#include <gtest/gtest.h>
+#include <hwy/targets.h>
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/expert_ffn.h"
+#include "kernels/matmul.h"
+#include "quant/fp8.h"
+#include "quant/nvfp4.h"
+
+namespace moerack {
+namespace {
+
+enum class Kind { kFp8Block, kFp8Tensor, kFp8Channel, kFp8OddBlock, kNvfp4, kNvfp4Ct, kMxfp4 };
+
+const char* KindName(Kind k) {
+  switch (k) {
+    case Kind::kFp8Block:
+      return "Fp8Block";
+    case Kind::kFp8Tensor:
+      return "Fp8Tensor";
+    case Kind::kFp8Channel:
+      return "Fp8Channel";
+    case Kind::kFp8OddBlock:
+      return "Fp8OddBlock";
+    case Kind::kNvfp4:
+      return "Nvfp4";
+    case Kind::kNvfp4Ct:
+      return "Nvfp4CompressedTensors";
+    case Kind::kMxfp4:
+      return "Mxfp4";
+  }
+  return "?";
+}
+
+bool IsFp4(Kind k) { return k == Kind::kNvfp4 || k == Kind::kNvfp4Ct || k == Kind::kMxfp4; }
+int64_t KMultiple(Kind k) { return k == Kind::kMxfp4 ? 32 : IsFp4(k) ? 16 : 1; }
+
+// Owns the bytes behind a random LinearWeight of the given kind.
+struct OwnedWeight {
+  std::vector<uint8_t> data, scale_bytes;
+  std::vector<float> scale_f32;
+  LinearWeight w;
+};
+
+OwnedWeight RandomWeight(Kind kind, int64_t n, int64_t k, std::mt19937& rng) {
+  OwnedWeight o;
+  std::uniform_int_distribution<int> byte(0, 255);
+  LinearWeight& w = o.w;
+  w.rows = n;
+  w.cols = k;
+  if (!IsFp4(kind)) {
+    w.format = WeightFormat::kFp8;
+    for (int64_t i = 0; i < n * k; ++i) {
+      uint8_t b = static_cast<uint8_t>(byte(rng));
+      if ((b & 0x7f) == 0x7f) b ^= 1;  // no NaN
+      o.data.push_back(b);
+    }
+    switch (kind) {
+      case Kind::kFp8Block:
+        w.block_n = w.block_k = 128;
+        break;
+      case Kind::kFp8Tensor:
+        w.block_n = n;
+        w.block_k = k;
+        break;
+      case Kind::kFp8Channel:
+        w.block_n = 1;
+        w.block_k = k;
+        break;
+      default:  // blocks that straddle the SIMD chunks, and one not a multiple of 4
+        w.block_n = 3;
+        w.block_k = k % 2 ? 6 : 20;
+        break;
+    }
+    std::uniform_real_distribution<float> s(1e-3f, 4e-3f);
+    const int64_t sn = (n + w.block_n - 1) / w.block_n, sk = (k + w.block_k - 1) / w.block_k;
+    for (int64_t i = 0; i < sn * sk; ++i) o.scale_f32.push_back(s(rng));
+    w.data = o.data.data();
+    w.scales = o.scale_f32.data();
+    return o;
+  }
+  for (int64_t i = 0; i < n * k / 2; ++i) o.data.push_back(static_cast<uint8_t>(byte(rng)));
+  if (kind == Kind::kMxfp4) {
+    w.format = WeightFormat::kMxfp4;
+    std::uniform_int_distribution<int> e(118, 130);
+    for (int64_t i = 0; i < n * k / 32; ++i)
+      o.scale_bytes.push_back(static_cast<uint8_t>(i % 29 == 5 ? 0 : e(rng)));  // 0: 2^-127
+  } else {
+    w.format = WeightFormat::kNvfp4;
+    std::uniform_int_distribution<int> s(0x01, 0x7e);  // positive E4M3, subnormals included
+    for (int64_t i = 0; i < n * k / 16; ++i) o.scale_bytes.push_back(static_cast<uint8_t>(s(rng)));
+    std::uniform_real_distribution<float> g(1e-4f, 1e-3f);
+    w.global_scale = g(rng);
+    if (kind == Kind::kNvfp4Ct) {
+      w.global_scale = 1.0f / w.global_scale;
+      w.global_divides = true;
+    }
+  }
+  w.data = o.data.data();
+  w.scales = o.scale_bytes.data();
+  return o;
+}
+
+std::vector<float> RandomVec(int64_t n, std::mt19937& rng) {
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (auto& x : v) x = u(rng);
+  return v;
+}
+
+void CheckAgainstReference(Kind kind) {
+  std::mt19937 rng(static_cast<unsigned>(kind) * 101 + 5);
+  ThreadPool pool(2);
+  const int64_t q = KMultiple(kind);
+  // K: below, at and past the SIMD chunk (64 or 128 weights), with tails.
+  for (auto [m, n, kq] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {3, 5, 7}, {5, 17, 33},
+                          {1, 9, 128 / q + 1}, {8, 64, 256 / q}, {37, 19, 1040 / q},
+                          {2, 130, 2048 / q}}) {
+    const int64_t k = kq * q;
+    OwnedWeight w = RandomWeight(kind, n, k, rng);
+    const int64_t ldx = k + 3;
+    std::vector<float> x = RandomVec(m * ldx + 1, rng);
+    GemmProblem p{x.data() + 1, ldx, m, w.w, nullptr, n + 1};
+    std::vector<float> y(static_cast<size_t>(m * (n + 1))), ref(y.size());
+    p.y = y.data();
+    MatMul(p, pool);
+    p.y = ref.data();
+    MatMulReference(p);
+    // Scale of the terms: sum |x| |w| bounds the f32 rounding error.
+    std::vector<float> row(static_cast<size_t>(k));
+    for (int64_t j = 0; j < n; ++j) {
+      w.w.DequantizeRange(j, 0, k, row.data());
+      for (int64_t i = 0; i < m; ++i) {
+        double mag = 0;
+        for (int64_t kk = 0; kk < k; ++kk) mag += std::fabs(double{x[1 + i * ldx + kk]} * row[kk]);
+        const float a = y[i * (n + 1) + j], b = ref[i * (n + 1) + j];
+        ASSERT_NEAR(a, b, 1e-6 * mag + 1e-30) << m << "x" << n << "x" << k << " at " << i << "," << j;
+      }
+    }
+  }
+}
+
+class QuantMatMulTest : public ::testing::TestWithParam<Kind> {};
+
+TEST_P(QuantMatMulTest, MatchesReferenceOnOddSizes) { CheckAgainstReference(GetParam()); }
+
+// Every SIMD target compiled in (AVX2 as well as AVX-512 ...), not only the best one here.
+TEST_P(QuantMatMulTest, EveryCompiledTargetMatchesReference) {
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    SCOPED_TRACE(hwy::TargetName(target));
+    CheckAgainstReference(GetParam());
+  }
+  hwy::SetSupportedTargetsForTest(0);
+}
+
+TEST_P(QuantMatMulTest, RowBitIdenticalAloneAndInBatchOf37AtAnyThreads) {
+  const Kind kind = GetParam();
+  std::mt19937 rng(77);
+  const int64_t n = 70, k = 400 / KMultiple(kind) * KMultiple(kind) + (IsFp4(kind) ? 0 : 3),
+                m = 37;
+  OwnedWeight w = RandomWeight(kind, n, k, rng);
+  std::vector<float> x = RandomVec(m * k, rng);
+  std::vector<float> batch1(static_cast<size_t>(m * n)), batch2(batch1.size());
+  {
+    ThreadPool pool(1);
+    MatMul({x.data(), k, m, w.w, batch1.data(), n}, pool);
+  }
+  {
+    ThreadPool pool(2);
+    MatMul({x.data(), k, m, w.w, batch2.data(), n}, pool);
+  }
+  EXPECT_EQ(batch1, batch2);
+  for (int64_t row : {0, 13, 36}) {
+    for (int threads : {1, 2}) {
+      ThreadPool pool(threads);
+      std::vector<float> alone(static_cast<size_t>(n));
+      MatMul({x.data() + row * k, k, 1, w.w, alone.data(), n}, pool);
+      for (int64_t j = 0; j < n; ++j) ASSERT_EQ(alone[j], batch1[row * n + j]) << row << "," << j;
+    }
+  }
+}
+
+TEST_P(QuantMatMulTest, ExpertFfnMatchesDequantizedWeights) {
+  const Kind kind = GetParam();
+  std::mt19937 rng(9);
+  ThreadPool pool(2);
+  const int64_t hidden = 256, inter = 96;
+  OwnedWeight gate = RandomWeight(kind, inter, hidden, rng), up = RandomWeight(kind, inter, hidden, rng),
+              down = RandomWeight(kind, hidden, inter, rng);
+  std::vector<float> gf = gate.w.Dequantize(), uf = up.w.Dequantize(), df = down.w.Dequantize();
+  const ExpertWeights packed{gate.w, up.w, down.w};
+  const ExpertWeights plain{TensorView(gf.data(), DType::kF32, {inter, hidden}),
+                            TensorView(uf.data(), DType::kF32, {inter, hidden}),
+                            TensorView(df.data(), DType::kF32, {hidden, inter})};
+  const std::vector<int64_t> offsets = {0, 5};
+  std::vector<float> x = RandomVec(5 * hidden, rng), a(x.size()), b(x.size());
+  GroupedExpertFfn({{&packed, 1}, offsets, x.data(), a.data(), hidden}, pool);
+  GroupedExpertFfn({{&plain, 1}, offsets, x.data(), b.data(), hidden}, pool);
+  float scale = 0;
+  for (float v : b) scale = std::max(scale, std::fabs(v));
+  ASSERT_GT(scale, 0);
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-5 * scale) << i;
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, QuantMatMulTest,
+                         ::testing::Values(Kind::kFp8Block, Kind::kFp8Tensor, Kind::kFp8Channel,
+                                           Kind::kFp8OddBlock, Kind::kNvfp4, Kind::kNvfp4Ct,
+                                           Kind::kMxfp4),
+                         [](const auto& info) { return std::string(KindName(info.param)); });
+
+// LinearWeight decodes an NVFP4 tensor exactly as the quant layer does (ModelOpt's order).
+TEST(LinearWeightTest, Nvfp4DecodeEqualsQuantLayer) {
+  std::mt19937 rng(5);
+  const int64_t n = 7, k = 96;
+  std::vector<float> w = RandomVec(n * k, rng);
+  auto t = QuantizeNvfp4(w.data(), n, k);
+  ASSERT_TRUE(t.ok());
+  LinearWeight lw;
+  lw.format = WeightFormat::kNvfp4;
+  lw.rows = n;
+  lw.cols = k;
+  lw.data = t.value().packed.data();
+  lw.scales = t.value().block_scale.data();
+  lw.global_scale = t.value().global_scale;
+  EXPECT_EQ(lw.Dequantize(), DequantizeNvfp4(t.value()));
+  EXPECT_EQ(lw.nbytes(), n * k / 2 + n * k / 16);
+  const LinearWeight rows = lw.RowSlice(2, 5);
+  std::vector<float> a(static_cast<size_t>(k)), b(a.size());
+  rows.DequantizeRange(1, 0, k, a.data());
+  lw.DequantizeRange(3, 0, k, b.data());
+  EXPECT_EQ(a, b);
+}
+
+TEST(LinearWeightTest, ValidationNamesTheProblem) {
+  LinearWeight w;
+  uint8_t bytes[64] = {};
+  w.format = WeightFormat::kNvfp4;
+  w.rows = 2;
+  w.cols = 24;
+  w.data = bytes;
+  w.scales = bytes;
+  EXPECT_NE(ValidateLinearWeight(w).find("multiple of 16"), std::string::npos);
+  w.cols = 32;
+  w.global_scale = 0;
+  EXPECT_NE(ValidateLinearWeight(w).find("global scale"), std::string::npos);
+  w.format = WeightFormat::kMxfp4;
+  w.cols = 48;
+  EXPECT_NE(ValidateLinearWeight(w).find("multiple of 32"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace moerack
