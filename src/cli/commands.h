@@ -15,5 +15,6 @@ Command RegisterRandomModel(CLI::App& app);
 Command RegisterMembw(CLI::App& app);
 Command RegisterEval(CLI::App& app);
 Command RegisterInfo(CLI::App& app);
+Command RegisterQuantize(CLI::App& app);
 
 }  // namespace moerack::cli

@@ -28,6 +28,8 @@ int main(int argc, char** argv) {
       moerack::cli::RegisterInfo);
   add("random-model", "Write a model with random weights for any supported config",
       moerack::cli::RegisterRandomModel);
+  add("quantize", "Write an NVFP4 / MXFP4 / FP8 copy of a checkpoint (ModelOpt / DeepSeek layouts)",
+      moerack::cli::RegisterQuantize);
   add("membw", "Measure memory read bandwidth (the roofline denominator)",
       moerack::cli::RegisterMembw);
   try {

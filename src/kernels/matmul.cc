@@ -8,6 +8,7 @@
 #include "quant/nvfp4.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -374,9 +375,23 @@ Split ChooseSplit(const GemmProblem& p) {
   return Split{n_block, 64};
 }
 
+ActivationObserver* g_observer = nullptr;
+
+void ObserveInputs(std::span<const GemmProblem> problems) {
+  for (const GemmProblem& p : problems) {
+    float amax = 0;
+    for (int64_t m = 0; m < p.rows; ++m)
+      for (int64_t k = 0; k < p.w.cols; ++k) amax = std::max(amax, std::fabs(p.x[m * p.x_stride + k]));
+    if (p.rows > 0) g_observer->Observe(p.w, amax);
+  }
+}
+
 }  // namespace
 
+void SetActivationObserver(ActivationObserver* observer) { g_observer = observer; }
+
 void GroupedMatMul(std::span<const GemmProblem> problems, ThreadPool& pool) {
+  if (g_observer != nullptr) ObserveInputs(problems);
   struct Task {
     int32_t problem;
     int64_t m0, m1, n0, n1;

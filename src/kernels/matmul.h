@@ -32,6 +32,17 @@ struct GemmProblem {
 void MatMul(const GemmProblem& p, ThreadPool& pool);
 void GroupedMatMul(std::span<const GemmProblem> problems, ThreadPool& pool);
 
+// Calibration hook: while an observer is set, every matmul first reports the
+// max |x| over its input rows with the weight it multiplies (`moerack quantize`
+// derives static activation scales, ModelOpt's input_scale, from these). Set it
+// only while no matmul runs; Observe is called on the calling thread.
+class ActivationObserver {
+ public:
+  virtual ~ActivationObserver() = default;
+  virtual void Observe(const LinearWeight& w, float input_amax) = 0;
+};
+void SetActivationObserver(ActivationObserver* observer);
+
 // Scalar reference: f64 accumulation over LinearWeight::DequantizeRange, for tests.
 void MatMulReference(const GemmProblem& p);
 
