@@ -56,6 +56,73 @@ BENCHMARK(BM_MatMulBf16)
     ->Args({128, 4096, 2048, 2})
     ->UseRealTime();
 
+// One weight of a given format with random (valid) bytes, owning its storage.
+struct BenchWeight {
+  std::vector<uint8_t> bytes, scale_bytes;
+  std::vector<float> scale_f32;
+  LinearWeight w;
+};
+
+BenchWeight MakeWeight(WeightFormat f, int64_t n, int64_t k) {
+  BenchWeight b;
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int> byte(0, 255);
+  LinearWeight& w = b.w;
+  w.format = f;
+  w.rows = n;
+  w.cols = k;
+  const int64_t bytes = f == WeightFormat::kBF16 ? n * k * 2 : f == WeightFormat::kFp8 ? n * k : n * k / 2;
+  b.bytes.resize(static_cast<size_t>(bytes));
+  for (auto& x : b.bytes) x = static_cast<uint8_t>(byte(rng));
+  if (f == WeightFormat::kBF16) {
+    for (int64_t i = 0; i < n * k; ++i) reinterpret_cast<uint16_t*>(b.bytes.data())[i] &= 0xbfff;
+  } else if (f == WeightFormat::kFp8) {
+    for (auto& x : b.bytes) x &= 0xbf;  // finite
+    w.block_n = w.block_k = 128;
+    b.scale_f32.assign(static_cast<size_t>((n + 127) / 128 * ((k + 127) / 128)), 1e-3f);
+    w.scales = b.scale_f32.data();
+  } else {
+    const int64_t block = f == WeightFormat::kNvfp4 ? 16 : 32;
+    b.scale_bytes.resize(static_cast<size_t>(n * k / block));
+    for (auto& x : b.scale_bytes) x = static_cast<uint8_t>(f == WeightFormat::kNvfp4 ? 0x30 + byte(rng) % 16 : 120 + byte(rng) % 8);
+    w.scales = b.scale_bytes.data();
+    w.global_scale = 1e-3f;
+  }
+  w.data = b.bytes.data();
+  return b;
+}
+
+// y = x · Wᵀ for each weight format. args: format (0 bf16, 1 fp8, 2 nvfp4, 3 mxfp4), m, n,
+// k, threads, act (0 f32, 1 bf16 activations). n = 256 keeps W in L2: the decode compute roofline (unpacking arithmetic
+// alone); n = 65536 streams W from memory.
+void BM_MatMulFormat(benchmark::State& state) {
+  const WeightFormat formats[] = {WeightFormat::kBF16, WeightFormat::kFp8, WeightFormat::kNvfp4,
+                                  WeightFormat::kMxfp4};
+  const WeightFormat f = formats[state.range(0)];
+  const int64_t m = state.range(1), n = state.range(2), k = state.range(3);
+  ThreadPool pool(static_cast<int>(state.range(4)));
+  ActDTypeScope act(state.range(5) ? ActDType::kBF16 : ActDType::kF32);
+  BenchWeight w = MakeWeight(f, n, k);
+  auto x = RandomF32(m * k, 2);
+  std::vector<float> y(static_cast<size_t>(m * n));
+  GemmProblem p{x.data(), k, m, w.w, y.data(), n};
+  for (auto _ : state) {
+    MatMul(p, pool);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetLabel(std::string(WeightFormatName(f)) + (state.range(5) ? " act=bf16" : " act=f32"));
+  state.SetBytesProcessed(state.iterations() * w.w.nbytes());
+  state.counters["Gweights/s"] = benchmark::Counter(
+      static_cast<double>(state.iterations()) * n * k / 1e9, benchmark::Counter::kIsRate);
+  state.counters["GFLOPS"] = benchmark::Counter(
+      static_cast<double>(state.iterations()) * 2 * m * n * k / 1e9, benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_MatMulFormat)
+    ->ArgNames({"fmt", "m", "n", "k", "threads", "act"})
+    ->ArgsProduct({{0, 1, 2, 3}, {1}, {256, 65536}, {2048}, {1, 2}, {0, 1}})
+    ->ArgsProduct({{0, 1, 2, 3}, {128}, {4096}, {2048}, {1, 2}, {0, 1}})
+    ->UseRealTime();
+
 // The MoE layer of bench-moe: `tokens` tokens routed top-8 over 64 experts
 // (round-robin routing so every expert is hit evenly). args: tokens, threads.
 void BM_GroupedExpertFfn(benchmark::State& state) {

@@ -21,6 +21,7 @@ struct EvalFlags {
   int threads = 1;
   bool json = false;
   std::string kv_dtype = "f32";
+  std::string act_dtype = "f32";
 };
 
 int RunEval(const EvalFlags& f) {
@@ -29,6 +30,9 @@ int RunEval(const EvalFlags& f) {
   if (!dir.ok()) return Fail(cmd, dir.status());
   auto model = LoadModel(*dir);
   if (!model.ok()) return Fail(cmd, model.status());
+  auto act_dtype = ParseActDType(f.act_dtype);
+  if (!act_dtype.ok()) return Fail(cmd, act_dtype.status());
+  (**model).set_act_dtype(*act_dtype);
   auto tokenizer = Tokenizer::FromFile((std::filesystem::path(*dir) / "tokenizer.json").string());
   if (!tokenizer.ok()) return Fail(cmd, tokenizer.status());
   auto text = ReadFileToString(f.text);
@@ -82,6 +86,8 @@ Command RegisterEval(CLI::App& app) {
                  "Reference model directory: also report KL(reference || model)");
   app.add_option("--threads", f->threads, "Computing threads")->check(CLI::Range(1, 1024));
   app.add_option("--kv-dtype", f->kv_dtype, "KV cache element type of the model: f32 or fp8");
+  app.add_option("--act-dtype", f->act_dtype,
+                 "Activation precision of the matmuls: f32 (default) or bf16 (AVX512-BF16 kernels)");
   app.add_flag("--json", f->json, "One JSON line instead of text");
   return [f] { return RunEval(*f); };
 }

@@ -34,6 +34,7 @@ struct GenerateFlags {
   bool output_tokens = false;
   bool use_tokens = false;  // --tokens was given (possibly empty)
   std::string kv_dtype = "f32";
+  std::string act_dtype = "f32";
 };
 
 int RunGenerate(const GenerateFlags& f) {
@@ -42,6 +43,9 @@ int RunGenerate(const GenerateFlags& f) {
   if (!dir.ok()) return Fail(cmd, dir.status());
   auto model = LoadModel(*dir);
   if (!model.ok()) return Fail(cmd, model.status());
+  auto act_dtype = ParseActDType(f.act_dtype);
+  if (!act_dtype.ok()) return Fail(cmd, act_dtype.status());
+  (**model).set_act_dtype(*act_dtype);
   const ModelConfig& config = (*model)->config();
 
   std::unique_ptr<Tokenizer> tokenizer;
@@ -146,6 +150,8 @@ Command RegisterGenerate(CLI::App& app) {
                  "KV cache capacity in tokens (default: enough for all)")
       ->check(CLI::Range(1, std::numeric_limits<int>::max()));
   app.add_option("--kv-dtype", f->kv_dtype, "KV cache element type: f32 (default) or fp8 (E4M3)");
+  app.add_option("--act-dtype", f->act_dtype,
+                 "Activation precision of the matmuls: f32 (default) or bf16 (AVX512-BF16 kernels)");
   app.add_flag("--output-tokens", f->output_tokens, "Print generated token ids instead of text");
   return [f, prompt, tokens] {
     if (prompt->count() == 0 && tokens->count() == 0) {

@@ -69,6 +69,20 @@ int RunInfo(const std::string& model) {
       "cache above)\n",
       c.num_layers, static_cast<long long>(kv.per_head), 2 * per_head,
       static_cast<double>(per_head) / static_cast<double>(per_token));
+  // A directory with weights: what they take as stored (quantized checkpoints stay packed).
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(*path).parent_path();
+  if (fs::exists(dir / "model.safetensors") || fs::exists(dir / "model.safetensors.index.json")) {
+    auto loaded = LoadModel(dir.string());
+    if (!loaded.ok()) return Fail(cmd, loaded.status());
+    const ModelConfig& lc = (*loaded)->config();
+    const WeightFootprint fp = (*loaded)->footprint();
+    std::printf("quantization: %s\n",
+                lc.quant.method.empty() ? "none"
+                                        : (lc.quant.method + " " + lc.quant.algo).c_str());
+    std::printf("as stored: %.1f MB of weights, %.1f MB read per decoded token\n",
+                fp.total_bytes / 1e6, fp.active_bytes_per_token / 1e6);
+  }
   return 0;
 }
 

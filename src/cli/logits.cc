@@ -21,6 +21,7 @@ struct LogitsFlags {
   int threads = 1;
   int64_t max_model_len = 0;
   std::string kv_dtype = "f32";
+  std::string act_dtype = "f32";
 };
 
 int RunLogits(const LogitsFlags& f) {
@@ -32,6 +33,9 @@ int RunLogits(const LogitsFlags& f) {
   auto loaded = LoadModel(*dir);
   if (!loaded.ok()) return Fail(cmd, loaded.status());
   Model& model = **loaded;
+  auto act_dtype = ParseActDType(f.act_dtype);
+  if (!act_dtype.ok()) return Fail(cmd, act_dtype.status());
+  model.set_act_dtype(*act_dtype);
   const ModelConfig& c = model.config();
   const int64_t n = static_cast<int64_t>(ids->size());
   if (Status st = CheckTokenIds(*ids, c.vocab_size, "--tokens"); !st.ok()) return Fail(cmd, st);
@@ -84,6 +88,8 @@ Command RegisterLogits(CLI::App& app) {
   app.add_option("--max-model-len", f->max_model_len, "Max tokens (default: the model's)")
       ->check(CLI::Range(1, std::numeric_limits<int>::max()));
   app.add_option("--kv-dtype", f->kv_dtype, "KV cache element type: f32 (default) or fp8 (E4M3)");
+  app.add_option("--act-dtype", f->act_dtype,
+                 "Activation precision of the matmuls: f32 (default) or bf16 (AVX512-BF16 kernels)");
   return [f] { return RunLogits(*f); };
 }
 

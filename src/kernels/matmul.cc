@@ -1,4 +1,5 @@
 #include "kernels/matmul.h"
+#include "kernels/matmul_internal.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/matmul.cc"
@@ -103,14 +104,14 @@ void DenseBlock(const float* x, int64_t ldx, const WT* w, int64_t K, float* y, i
 }
 
 // ---------------------------------------------------------------------------
-// Packed weights (fp8, nvfp4, mxfp4). One aligned load of kL u32 lanes holds
-// kG consecutive weights per lane; unpacking element j of every lane gives a
+// Packed weights (fp8, nvfp4, mxfp4). One load of kL u32 lanes holds kG
+// consecutive weights per lane; unpacking element j of every lane gives a
 // vector of weights {G*i + j}. x is permuted once per block to match, so the
-// inner loop is shift, unpack, scale, FMA. Weights equal DequantizeRange's
-// values exactly (the scale products are the same f32 operations).
-// kP independent partial sums per output hide the FMA latency; the vector j
-// of a chunk always goes to partial j % kP, so the order is fixed.
-constexpr int kP = kL >= 16 ? 4 : 2;
+// inner loop is shift, unpack (one vpermps for FP4), FMA. The lanes of a chunk
+// share their scale across j, so each chunk is summed unscaled and then added
+// with one FMA by the per-lane scale: Σ_chunks (Σ_j x·q) · s. Chunk sums are
+// independent of each other, so out-of-order execution overlaps them and only
+// one FMA per chunk is loop-carried.
 
 #if HWY_TARGET != HWY_SCALAR
 // Broadcasts kBytes bytes at p into a u8 vector (then only the low kBytes matter).
@@ -193,8 +194,9 @@ struct Fp4Decoder {
     }
     return ch;
   }
+  // Unscaled values of element j of each lane.
   HWY_INLINE VF Get(const Chunk& ch, int j) const {
-    return hn::Mul(LookupE2M1(table, hn::ShiftRightSame(ch.codes, 4 * j)), ch.scale);
+    return LookupE2M1(table, hn::ShiftRightSame(ch.codes, 4 * j));
   }
 };
 
@@ -236,7 +238,7 @@ struct Fp8Decoder {
     // exponent+mantissa at bits 26:20: f32 bits of 2^-120 times the E4M3 value.
     const auto t = hn::ShiftRight<4>(hn::BitCast(di, hn::ShiftLeftSame(ch.bytes, 24 - 8 * j)));
     const VF v = hn::BitCast(df, hn::And(t, hn::Set(di, static_cast<int32_t>(0x87F00000u))));
-    return hn::Mul(hn::Mul(v, hn::Set(df, 0x1p120f)), ch.scale);
+    return hn::Mul(v, hn::Set(df, 0x1p120f));  // exact: the E4M3 value
   }
 };
 
@@ -262,18 +264,22 @@ HWY_INLINE void QTile(const float* xp, int64_t K, const Dec& dec, int64_t n, flo
   constexpr int G = Dec::kG;
   constexpr int64_t C = Dec::kChunk;
   const DF df;
-  VF acc[MR][kP];
-  for (int i = 0; i < MR; ++i)
-    for (int p = 0; p < kP; ++p) acc[i][p] = hn::Zero(df);
+  VF acc[MR];
+  for (int i = 0; i < MR; ++i) acc[i] = hn::Zero(df);
   const int64_t chunks = K / C;
   for (int64_t c = 0; c < chunks; ++c) {
     const typename Dec::Chunk ch = dec.Load(n, c);
+    const float* xc = xp + c * C;
+    VF part[MR];
+    const VF w0 = dec.Get(ch, 0);
+    for (int i = 0; i < MR; ++i) part[i] = hn::Mul(hn::LoadU(df, xc + i * K), w0);
 #pragma GCC unroll 8
-    for (int j = 0; j < G; ++j) {
+    for (int j = 1; j < G; ++j) {
       const VF wv = dec.Get(ch, j);
       for (int i = 0; i < MR; ++i)
-        acc[i][j % kP] = hn::MulAdd(hn::LoadU(df, xp + i * K + c * C + j * kL), wv, acc[i][j % kP]);
+        part[i] = hn::MulAdd(hn::LoadU(df, xc + i * K + j * kL), wv, part[i]);
     }
+    for (int i = 0; i < MR; ++i) acc[i] = hn::MulAdd(part[i], ch.scale, acc[i]);
   }
   // Tail (K not a multiple of the chunk): decoded scalar, in natural order.
   const int64_t k0 = chunks * C;
@@ -282,12 +288,10 @@ HWY_INLINE void QTile(const float* xp, int64_t K, const Dec& dec, int64_t n, flo
   int64_t k = k0;
   for (; k + kL <= K; k += kL) {
     const VF wv = hn::Load(df, tail + (k - k0));
-    for (int i = 0; i < MR; ++i) acc[i][0] = hn::MulAdd(hn::LoadU(df, xp + i * K + k), wv, acc[i][0]);
+    for (int i = 0; i < MR; ++i) acc[i] = hn::MulAdd(hn::LoadU(df, xp + i * K + k), wv, acc[i]);
   }
   for (int i = 0; i < MR; ++i) {
-    VF sum = acc[i][0];
-    for (int p = 1; p < kP; ++p) sum = hn::Add(sum, acc[i][p]);
-    float s = hn::GetLane(hn::SumOfLanes(df, sum));
+    float s = hn::GetLane(hn::SumOfLanes(df, acc[i]));
     for (int64_t kk = k; kk < K; ++kk) s += xp[i * K + kk] * tail[kk - k0];
     y[i * ldy] = s;
   }
@@ -376,6 +380,22 @@ Split ChooseSplit(const GemmProblem& p) {
 }
 
 ActivationObserver* g_observer = nullptr;
+thread_local ActDType tls_act = ActDType::kF32;
+thread_local std::vector<float> tls_rounded;
+
+// The f32 kernel on x rounded to bf16 (CPUs or formats without the bf16 kernel).
+void RunRoundedBlock(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
+                     void (*run)(const GemmProblem&, int64_t, int64_t, int64_t, int64_t)) {
+  const int64_t K = p.w.cols, rows = m1 - m0;
+  tls_rounded.resize(static_cast<size_t>(rows * K));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t k = 0; k < K; ++k)
+      tls_rounded[r * K + k] = BF16ToF32(F32ToBF16(p.x[(m0 + r) * p.x_stride + k]));
+  GemmProblem q = p;
+  q.x = tls_rounded.data() - m0 * K;  // row m0 of q.x is the first rounded row
+  q.x_stride = K;
+  run(q, m0, m1, n0, n1);
+}
 
 void ObserveInputs(std::span<const GemmProblem> problems) {
   for (const GemmProblem& p : problems) {
@@ -389,6 +409,16 @@ void ObserveInputs(std::span<const GemmProblem> problems) {
 }  // namespace
 
 void SetActivationObserver(ActivationObserver* observer) { g_observer = observer; }
+
+ActDType CurrentActDType() { return tls_act; }
+ActDTypeScope::ActDTypeScope(ActDType t) : previous_(tls_act) { tls_act = t; }
+ActDTypeScope::~ActDTypeScope() { tls_act = previous_; }
+
+StatusOr<ActDType> ParseActDType(const std::string& name) {
+  if (name == "f32") return ActDType::kF32;
+  if (name == "bf16") return ActDType::kBF16;
+  return Error("--act-dtype '" + name + "' is not one of f32, bf16");
+}
 
 void GroupedMatMul(std::span<const GemmProblem> problems, ThreadPool& pool) {
   if (g_observer != nullptr) ObserveInputs(problems);
@@ -416,9 +446,13 @@ void GroupedMatMul(std::span<const GemmProblem> problems, ThreadPool& pool) {
     }
   }
   auto* run = HWY_DYNAMIC_DISPATCH(RunBlock);
+  const bool bf16 = tls_act == ActDType::kBF16;
   pool.ParallelFor(static_cast<int64_t>(tasks.size()), [&](int64_t t, int) {
     const Task& task = tasks[t];
-    run(problems[task.problem], task.m0, task.m1, task.n0, task.n1);
+    const GemmProblem& p = problems[task.problem];
+    if (!bf16) return run(p, task.m0, task.m1, task.n0, task.n1);
+    if (!RunBf16ActivationBlock(p, task.m0, task.m1, task.n0, task.n1))
+      RunRoundedBlock(p, task.m0, task.m1, task.n0, task.n1, run);
   });
 }
 

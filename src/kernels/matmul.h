@@ -14,7 +14,9 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 
+#include "core/status.h"
 #include "core/thread_pool.h"
 #include "kernels/linear_weight.h"
 
@@ -28,6 +30,26 @@ struct GemmProblem {
   float* y = nullptr;  // [rows, N], row stride y_stride (floats)
   int64_t y_stride = 0;
 };
+
+// Activation precision of the matmuls a thread starts. kF32 (the default) keeps x
+// as it is; kBF16 rounds x to bf16 (RNE) first and, on CPUs with AVX512-BF16,
+// multiplies with VDPBF16PS for bf16/nvfp4/mxfp4 weights (about twice the
+// unpacking throughput); elsewhere the f32 kernel runs on the rounded x.
+// Models set it for the duration of a forward pass (ActDTypeScope).
+enum class ActDType : uint8_t { kF32, kBF16 };
+ActDType CurrentActDType();
+class ActDTypeScope {
+ public:
+  explicit ActDTypeScope(ActDType t);
+  ~ActDTypeScope();
+  ActDTypeScope(const ActDTypeScope&) = delete;
+  ActDTypeScope& operator=(const ActDTypeScope&) = delete;
+
+ private:
+  ActDType previous_;
+};
+// "f32" or "bf16"; an error naming the flag value otherwise.
+StatusOr<ActDType> ParseActDType(const std::string& name);
 
 void MatMul(const GemmProblem& p, ThreadPool& pool);
 void GroupedMatMul(std::span<const GemmProblem> problems, ThreadPool& pool);

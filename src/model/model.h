@@ -11,6 +11,7 @@
 
 #include "core/thread_pool.h"
 #include "kernels/attention.h"
+#include "kernels/matmul.h"
 #include "model/config.h"
 
 namespace moerack {
@@ -45,6 +46,14 @@ class Model {
   // the caller at the edge).
   virtual void Forward(const ForwardBatch& batch, const KvCacheView& cache, ThreadPool& pool,
                        std::vector<float>* logits) = 0;
+
+  // Activation precision of the forward pass's matmuls (kernels/matmul.h): f32
+  // unless set; Forward runs under ActDTypeScope(act_dtype()).
+  void set_act_dtype(ActDType t) { act_dtype_ = t; }
+  ActDType act_dtype() const { return act_dtype_; }
+
+ private:
+  ActDType act_dtype_ = ActDType::kF32;
 };
 
 }  // namespace moerack

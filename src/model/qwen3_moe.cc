@@ -359,6 +359,7 @@ void Qwen3MoeModel::FeedForward(const Layer& L, int64_t T, ThreadPool& pool) {
 
 void Qwen3MoeModel::Forward(const ForwardBatch& batch, const KvCacheView& cache, ThreadPool& pool,
                             std::vector<float>* logits) {
+  ActDTypeScope act(act_dtype());
   const ModelConfig& c = config_;
   const int64_t H = c.hidden_size;
   const BatchLayout layout = LayoutBatch(batch);

@@ -6,6 +6,7 @@
 #include <hwy/targets.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -18,10 +19,12 @@
 namespace moerack {
 namespace {
 
-enum class Kind { kFp8Block, kFp8Tensor, kFp8Channel, kFp8OddBlock, kNvfp4, kNvfp4Ct, kMxfp4 };
+enum class Kind { kBf16, kFp8Block, kFp8Tensor, kFp8Channel, kFp8OddBlock, kNvfp4, kNvfp4Ct, kMxfp4 };
 
 const char* KindName(Kind k) {
   switch (k) {
+    case Kind::kBf16:
+      return "Bf16";
     case Kind::kFp8Block:
       return "Fp8Block";
     case Kind::kFp8Tensor:
@@ -56,6 +59,17 @@ OwnedWeight RandomWeight(Kind kind, int64_t n, int64_t k, std::mt19937& rng) {
   LinearWeight& w = o.w;
   w.rows = n;
   w.cols = k;
+  if (kind == Kind::kBf16) {
+    std::uniform_real_distribution<float> u(-0.1f, 0.1f);
+    o.data.resize(static_cast<size_t>(n * k * 2));
+    for (int64_t i = 0; i < n * k; ++i) {
+      const uint16_t b = F32ToBF16(u(rng));
+      std::memcpy(o.data.data() + 2 * i, &b, 2);
+    }
+    w.format = WeightFormat::kBF16;
+    w.data = o.data.data();
+    return o;
+  }
   if (!IsFp4(kind)) {
     w.format = WeightFormat::kFp8;
     for (int64_t i = 0; i < n * k; ++i) {
@@ -116,9 +130,11 @@ std::vector<float> RandomVec(int64_t n, std::mt19937& rng) {
   return v;
 }
 
-void CheckAgainstReference(Kind kind) {
+// With ActDType::kBF16 the reference sees x rounded to bf16.
+void CheckAgainstReference(Kind kind, ActDType act = ActDType::kF32) {
   std::mt19937 rng(static_cast<unsigned>(kind) * 101 + 5);
   ThreadPool pool(2);
+  ActDTypeScope scope(act);
   const int64_t q = KMultiple(kind);
   // K: below, at and past the SIMD chunk (64 or 128 weights), with tails.
   for (auto [m, n, kq] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {3, 5, 7}, {5, 17, 33},
@@ -132,6 +148,8 @@ void CheckAgainstReference(Kind kind) {
     std::vector<float> y(static_cast<size_t>(m * (n + 1))), ref(y.size());
     p.y = y.data();
     MatMul(p, pool);
+    if (act == ActDType::kBF16)
+      for (float& v : x) v = BF16ToF32(F32ToBF16(v));
     p.y = ref.data();
     MatMulReference(p);
     // Scale of the terms: sum |x| |w| bounds the f32 rounding error.
@@ -162,8 +180,12 @@ TEST_P(QuantMatMulTest, EveryCompiledTargetMatchesReference) {
   hwy::SetSupportedTargetsForTest(0);
 }
 
-TEST_P(QuantMatMulTest, RowBitIdenticalAloneAndInBatchOf37AtAnyThreads) {
-  const Kind kind = GetParam();
+TEST_P(QuantMatMulTest, Bf16ActivationsMatchReferenceOnRoundedX) {
+  CheckAgainstReference(GetParam(), ActDType::kBF16);
+}
+
+void CheckRowBitIdentity(Kind kind, ActDType act) {
+  ActDTypeScope scope(act);
   std::mt19937 rng(77);
   const int64_t n = 70, k = 400 / KMultiple(kind) * KMultiple(kind) + (IsFp4(kind) ? 0 : 3),
                 m = 37;
@@ -189,6 +211,11 @@ TEST_P(QuantMatMulTest, RowBitIdenticalAloneAndInBatchOf37AtAnyThreads) {
   }
 }
 
+TEST_P(QuantMatMulTest, RowBitIdenticalAloneAndInBatchOf37AtAnyThreads) {
+  CheckRowBitIdentity(GetParam(), ActDType::kF32);
+  CheckRowBitIdentity(GetParam(), ActDType::kBF16);
+}
+
 TEST_P(QuantMatMulTest, ExpertFfnMatchesDequantizedWeights) {
   const Kind kind = GetParam();
   std::mt19937 rng(9);
@@ -212,7 +239,7 @@ TEST_P(QuantMatMulTest, ExpertFfnMatchesDequantizedWeights) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, QuantMatMulTest,
-                         ::testing::Values(Kind::kFp8Block, Kind::kFp8Tensor, Kind::kFp8Channel,
+                         ::testing::Values(Kind::kBf16, Kind::kFp8Block, Kind::kFp8Tensor, Kind::kFp8Channel,
                                            Kind::kFp8OddBlock, Kind::kNvfp4, Kind::kNvfp4Ct,
                                            Kind::kMxfp4),
                          [](const auto& info) { return std::string(KindName(info.param)); });

@@ -1,0 +1,181 @@
+// The bf16-activation matmul (--act-dtype bf16) on CPUs with AVX512-BF16,
+// which Highway 1.0.3 does not expose: x is rounded to bf16 once, weights are
+// unpacked to bf16 (exact for bf16 and E2M1 values) and VDPBF16PS multiplies
+// 32 pairs per instruction into 16 f32 lanes. Intrinsics here are compiled for
+// that ISA only and reached only after a runtime CPU check (HasAvx512Bf16).
+//
+// FP4 layout: one 64-byte load holds a 128-weight chunk as 32 u16 lanes of 4
+// nibbles; shifting by 4j and VPERMW through a 32-entry table (the 16 E2M1
+// values twice: VPERMW reads 5 index bits) gives weights {4w + j} in word lane
+// w, and f32 lane i sums words 2i and 2i+1, i.e. weights 8i..8i+7 of the
+// chunk: one NVFP4 block per lane pair, one MXFP4 block per lane quad. x is
+// permuted to match. Each chunk is summed unscaled, then added with one FMA by
+// the per-lane block scale, as in the f32 kernel. The order per output element
+// depends only on K and the format (DESIGN.md principle 2).
+#include "kernels/matmul_internal.h"
+
+#include <immintrin.h>
+
+#include <cstring>
+#include <vector>
+
+#include "quant/nvfp4.h"
+
+// GCC 12 reports the _mm512_undefined_* inside its own intrinsic headers
+// (e.g. _mm512_reduce_add_ps) as uninitialized uses: a known false positive.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace moerack {
+
+bool HasAvx512Bf16() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  static const bool has = __builtin_cpu_supports("avx512f") &&
+                          __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512bf16");
+  return has;
+#else
+  return false;
+#endif
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define MR_TARGET_BF16 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16")))
+
+namespace {
+
+thread_local std::vector<uint16_t> tls_xb;
+
+// x rows rounded to bf16 (RNE), permuted for the FP4 chunks (or in order for bf16 weights).
+void PrepareX(const float* x, int64_t ldx, int64_t rows, int64_t K, bool fp4, uint16_t* out) {
+  const int64_t main = fp4 ? K / 128 * 128 : K / 32 * 32;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * ldx;
+    uint16_t* o = out + r * K;
+    if (fp4) {
+      for (int64_t c = 0; c < main; c += 128)
+        for (int j = 0; j < 4; ++j)
+          for (int w = 0; w < 32; ++w) o[c + j * 32 + w] = F32ToBF16(xr[c + 4 * w + j]);
+    } else {
+      for (int64_t k = 0; k < main; ++k) o[k] = F32ToBF16(xr[k]);
+    }
+    for (int64_t k = main; k < K; ++k) o[k] = F32ToBF16(xr[k]);
+  }
+}
+
+MR_TARGET_BF16 inline __m512 Fp4ChunkScale(const LinearWeight& w, int64_t n, int64_t c) {
+  const int64_t K = w.cols;
+  const auto* sc = static_cast<const uint8_t*>(w.scales);
+  if (w.format == WeightFormat::kNvfp4) {
+    __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc + n * K / 16 + c * 8));
+    b = _mm_unpacklo_epi8(b, b);
+    const __m512 s = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu8_epi32(b), 20)),
+                                   _mm512_set1_ps(0x1p120f));
+    return w.global_divides ? _mm512_div_ps(s, _mm512_set1_ps(w.global_scale))
+                            : _mm512_mul_ps(s, _mm512_set1_ps(w.global_scale));
+  }
+  uint32_t four;
+  std::memcpy(&four, sc + n * K / 32 + c * 4, 4);
+  __m128i b = _mm_cvtsi32_si128(static_cast<int>(four));
+  b = _mm_unpacklo_epi8(b, b);
+  b = _mm_unpacklo_epi8(b, b);
+  const __m512i e = _mm512_cvtepu8_epi32(b);
+  const __mmask16 zero = _mm512_testn_epi32_mask(e, e);
+  return _mm512_mask_blend_ps(zero, _mm512_castsi512_ps(_mm512_slli_epi32(e, 23)),
+                              _mm512_set1_ps(0x1p-127f));
+}
+
+// Rows [0, MR) of xb (stride K) times weight row n.
+template <int MR>
+MR_TARGET_BF16 void Fp4Tile(const uint16_t* xb, int64_t K, const LinearWeight& w, __m512i table,
+                            int64_t n, float* y, int64_t ldy) {
+  __m512 acc[MR];
+  for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
+  const auto* packed = static_cast<const uint8_t*>(w.data) + n * K / 2;
+  const int64_t chunks = K / 128;
+  for (int64_t c = 0; c < chunks; ++c) {
+    const __m512i codes = _mm512_loadu_si512(packed + c * 64);
+    const __m512 scale = Fp4ChunkScale(w, n, c);
+    const uint16_t* xc = xb + c * 128;
+    __m512 part[MR];
+    for (int i = 0; i < MR; ++i) part[i] = _mm512_setzero_ps();
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {
+      const __m512i idx = j == 0 ? codes : _mm512_srli_epi16(codes, 4 * j);
+      const __m512bh wv = reinterpret_cast<__m512bh>(_mm512_permutexvar_epi16(idx, table));
+      for (int i = 0; i < MR; ++i) {
+        const __m512bh xv = reinterpret_cast<__m512bh>(_mm512_loadu_si512(xc + i * K + j * 32));
+        part[i] = _mm512_dpbf16_ps(part[i], xv, wv);
+      }
+    }
+    for (int i = 0; i < MR; ++i) acc[i] = _mm512_fmadd_ps(part[i], scale, acc[i]);
+  }
+  const int64_t k0 = chunks * 128;
+  float tail[128];
+  if (k0 < K) w.DequantizeRange(n, k0, K, tail);
+  for (int i = 0; i < MR; ++i) {
+    float s = _mm512_reduce_add_ps(acc[i]);
+    for (int64_t k = k0; k < K; ++k) s += BF16ToF32(xb[i * K + k]) * tail[k - k0];
+    y[i * ldy] = s;
+  }
+}
+
+template <int MR>
+MR_TARGET_BF16 void Bf16Tile(const uint16_t* xb, int64_t K, const uint16_t* wrow, float* y,
+                             int64_t ldy) {
+  __m512 acc[MR];
+  for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 32 <= K; k += 32) {
+    const __m512bh wv = reinterpret_cast<__m512bh>(_mm512_loadu_si512(wrow + k));
+    for (int i = 0; i < MR; ++i)
+      acc[i] = _mm512_dpbf16_ps(acc[i], reinterpret_cast<__m512bh>(_mm512_loadu_si512(xb + i * K + k)),
+                                wv);
+  }
+  for (int i = 0; i < MR; ++i) {
+    float s = _mm512_reduce_add_ps(acc[i]);
+    for (int64_t kk = k; kk < K; ++kk) s += BF16ToF32(xb[i * K + kk]) * BF16ToF32(wrow[kk]);
+    y[i * ldy] = s;
+  }
+}
+
+MR_TARGET_BF16 void Block(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  const int64_t K = p.w.cols, rows = m1 - m0;
+  const bool fp4 = p.w.format != WeightFormat::kBF16;
+  tls_xb.resize(static_cast<size_t>(rows * K));
+  PrepareX(p.x + m0 * p.x_stride, p.x_stride, rows, K, fp4, tls_xb.data());
+  const uint16_t* xb = tls_xb.data();
+  alignas(64) uint16_t table_words[32];
+  for (int i = 0; i < 32; ++i) table_words[i] = F32ToBF16(kE2M1Values[i % 16]);
+  const __m512i table = _mm512_load_si512(table_words);
+  for (int64_t n = n0; n < n1; ++n) {
+    float* y = p.y + m0 * p.y_stride + n;
+    int64_t m = 0;
+    if (fp4) {
+      for (; m + 4 <= rows; m += 4) Fp4Tile<4>(xb + m * K, K, p.w, table, n, y + m * p.y_stride, p.y_stride);
+      for (; m < rows; ++m) Fp4Tile<1>(xb + m * K, K, p.w, table, n, y + m * p.y_stride, p.y_stride);
+    } else {
+      const uint16_t* wrow = static_cast<const uint16_t*>(p.w.data) + n * K;
+      for (; m + 4 <= rows; m += 4) Bf16Tile<4>(xb + m * K, K, wrow, y + m * p.y_stride, p.y_stride);
+      for (; m < rows; ++m) Bf16Tile<1>(xb + m * K, K, wrow, y + m * p.y_stride, p.y_stride);
+    }
+  }
+}
+
+}  // namespace
+
+bool RunBf16ActivationBlock(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  if (!HasAvx512Bf16()) return false;
+  if (p.w.format != WeightFormat::kBF16 && p.w.format != WeightFormat::kNvfp4 &&
+      p.w.format != WeightFormat::kMxfp4) {
+    return false;
+  }
+  Block(p, m0, m1, n0, n1);
+  return true;
+}
+
+#else
+bool RunBf16ActivationBlock(const GemmProblem&, int64_t, int64_t, int64_t, int64_t) { return false; }
+#endif
+
+}  // namespace moerack
