@@ -9,12 +9,12 @@ StatusOr<DType> ParseKvDType(const std::string& name) {
 }
 
 KvCache::KvCache(int num_layers, int64_t num_blocks, int block_size, int64_t floats_per_token,
-                 DType dtype, float scale) {
+                 DType dtype) {
   CHECK(dtype == DType::kF32 || dtype == DType::kFP8E4M3);
   const int64_t n = int64_t{num_layers} * num_blocks * block_size * floats_per_token;
   // Uninitialised: every slot is written before it is read.
   data_.reset(new uint8_t[static_cast<size_t>(n * DTypeBits(dtype) / 8)]);
-  view_ = KvCacheView{data_.get(), dtype, scale, num_blocks, block_size, floats_per_token};
+  view_ = KvCacheView{data_.get(), dtype, num_blocks, block_size, floats_per_token};
 }
 
 }  // namespace moerack

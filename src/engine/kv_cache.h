@@ -22,7 +22,7 @@ StatusOr<DType> ParseKvDType(const std::string& name);
 class KvCache {
  public:
   KvCache(int num_layers, int64_t num_blocks, int block_size, int64_t floats_per_token,
-          DType dtype = DType::kF32, float scale = 1.0f);
+          DType dtype = DType::kF32);
   KvCacheView view() const { return view_; }
 
  private:

@@ -1,5 +1,10 @@
 #include "kernels/attention.h"
 
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/attention.cc"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -8,7 +13,80 @@
 #include "kernels/ops.h"
 #include "quant/fp8.h"
 
+HWY_BEFORE_NAMESPACE();
 namespace moerack {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+HWY_INLINE float Dot(const float* a, const float* b, int64_t n) {
+  const hn::ScalableTag<float> df;
+  const int64_t L = static_cast<int64_t>(hn::Lanes(df));
+  auto acc = hn::Zero(df);
+  int64_t i = 0;
+  for (; i + L <= n; i += L) acc = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), acc);
+  float s = hn::GetLane(hn::SumOfLanes(df, acc));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// y += a * x
+HWY_INLINE void Axpy(float a, const float* x, float* y, int64_t n) {
+  const hn::ScalableTag<float> df;
+  const int64_t L = static_cast<int64_t>(hn::Lanes(df));
+  const auto av = hn::Set(df, a);
+  int64_t i = 0;
+  for (; i + L <= n; i += L) hn::StoreU(hn::MulAdd(av, hn::LoadU(df, x + i), hn::LoadU(df, y + i)), df, y + i);
+  for (; i < n; ++i) y[i] = std::fma(a, x[i], y[i]);
+}
+
+// The heads of kv head `kvh`'s query group for one query token.
+void AttendToken(const AttentionParams& p, const KvCacheView& cache, const AttentionSeq& s,
+                 int64_t token, int kvh) {
+  thread_local std::vector<float> scores, k_scratch, v_scratch;
+  const int group = p.num_heads / p.num_kv_heads;
+  const int64_t row = s.first_row + token, pos = s.start_pos + token;
+  const int64_t first = p.sliding_window > 0 ? std::max<int64_t>(0, pos - p.sliding_window + 1) : 0;
+  const int64_t n = pos - first + 1;
+  scores.resize(static_cast<size_t>(n * group));
+  k_scratch.resize(static_cast<size_t>(p.head_dim));
+  v_scratch.resize(static_cast<size_t>(p.v_head_dim));
+  {
+    const float* q0 = p.q + row * p.q_stride + static_cast<int64_t>(kvh) * group * p.head_dim;
+    // The keys of a kv head are read once for its whole query group.
+    for (int64_t j = 0; j < n; ++j) {
+      const float* k = cache.Load(p.layer, s.block_table, first + j,
+                                  p.k_offset + static_cast<int64_t>(kvh) * p.head_dim, p.head_dim,
+                                  k_scratch.data(), p.k_scale);
+      for (int g = 0; g < group; ++g)
+        scores[g * n + j] = Dot(q0 + static_cast<int64_t>(g) * p.head_dim, k, p.head_dim) * p.scale;
+    }
+    for (int g = 0; g < group; ++g) Softmax(scores.data() + g * n, n);
+    for (int g = 0; g < group; ++g) {
+      const int h = kvh * group + g;
+      float* o = p.out + row * p.out_stride + static_cast<int64_t>(h) * p.v_head_dim;
+      std::fill_n(o, p.v_head_dim, 0.0f);
+    }
+    for (int64_t j = 0; j < n; ++j) {
+      const float* v = cache.Load(p.layer, s.block_table, first + j,
+                                  p.v_offset + static_cast<int64_t>(kvh) * p.v_head_dim,
+                                  p.v_head_dim, v_scratch.data(), p.v_scale);
+      for (int g = 0; g < group; ++g) {
+        const int h = kvh * group + g;
+        Axpy(scores[g * n + j], v, p.out + row * p.out_stride + static_cast<int64_t>(h) * p.v_head_dim,
+             p.v_head_dim);
+      }
+    }
+  }
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace moerack
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace moerack {
+
+HWY_EXPORT(AttendToken);
 
 namespace {
 
@@ -24,7 +102,7 @@ const float* Fp8Table() {
 }  // namespace
 
 void KvCacheView::Store(int layer, std::span<const int32_t> block_table, int64_t pos,
-                        int64_t offset, const float* src, int64_t n) const {
+                        int64_t offset, const float* src, int64_t n, float scale) const {
   const int64_t at = SlotIndex(layer, block_table, pos) + offset;
   if (dtype == DType::kF32) {
     std::copy_n(src, n, static_cast<float*>(base) + at);
@@ -36,7 +114,7 @@ void KvCacheView::Store(int layer, std::span<const int32_t> block_table, int64_t
 }
 
 const float* KvCacheView::Load(int layer, std::span<const int32_t> block_table, int64_t pos,
-                               int64_t offset, int64_t n, float* scratch) const {
+                               int64_t offset, int64_t n, float* scratch, float scale) const {
   const int64_t at = SlotIndex(layer, block_table, pos) + offset;
   if (dtype == DType::kF32) return static_cast<const float*>(base) + at;
   const uint8_t* src = static_cast<const uint8_t*>(base) + at;
@@ -48,55 +126,22 @@ const float* KvCacheView::Load(int layer, std::span<const int32_t> block_table, 
 void PagedAttention(const AttentionParams& p, std::span<const AttentionSeq> seqs,
                     const KvCacheView& cache, ThreadPool& pool) {
   CHECK(p.num_kv_heads > 0 && p.num_heads % p.num_kv_heads == 0);
-  const int group = p.num_heads / p.num_kv_heads;
   struct Task {
     const AttentionSeq* seq;
     int64_t token;  // index within the sequence's chunk
+    int kv_head;
   };
+  // One task per (token, kv head): a single decoded token still uses every thread.
   std::vector<Task> tasks;
   for (const auto& s : seqs) {
-    for (int64_t t = 0; t < s.num_tokens; ++t) tasks.push_back({&s, t});
+    for (int64_t t = 0; t < s.num_tokens; ++t)
+      for (int h = 0; h < p.num_kv_heads; ++h) tasks.push_back({&s, t, h});
   }
-  // One task = one token, all heads: the keys of a token are read once per kv head.
+  auto* attend = HWY_DYNAMIC_DISPATCH(AttendToken);
   pool.ParallelFor(static_cast<int64_t>(tasks.size()), [&](int64_t i, int) {
-    const AttentionSeq& s = *tasks[i].seq;
-    const int64_t row = s.first_row + tasks[i].token;
-    const int64_t pos = s.start_pos + tasks[i].token;
-    const int64_t first =
-        p.sliding_window > 0 ? std::max<int64_t>(0, pos - p.sliding_window + 1) : 0;
-    const int64_t n = pos - first + 1;
-    std::vector<float> scores(static_cast<size_t>(n * group));
-    std::vector<float> acc(static_cast<size_t>(p.v_head_dim));
-    std::vector<float> k_scratch(static_cast<size_t>(p.head_dim)), v_scratch(static_cast<size_t>(p.v_head_dim));
-    for (int kvh = 0; kvh < p.num_kv_heads; ++kvh) {
-      const float* q0 = p.q + row * p.q_stride + static_cast<int64_t>(kvh) * group * p.head_dim;
-      for (int64_t j = 0; j < n; ++j) {
-        const float* k = cache.Load(p.layer, s.block_table, first + j,
-                                    p.k_offset + static_cast<int64_t>(kvh) * p.head_dim, p.head_dim,
-                                    k_scratch.data());
-        for (int g = 0; g < group; ++g) {
-          const float* q = q0 + static_cast<int64_t>(g) * p.head_dim;
-          float dot = 0.0f;
-          for (int d = 0; d < p.head_dim; ++d) dot += q[d] * k[d];
-          scores[g * n + j] = dot * p.scale;
-        }
-      }
-      for (int g = 0; g < group; ++g) {
-        float* sc = scores.data() + g * n;
-        Softmax(sc, n);
-        std::fill(acc.begin(), acc.end(), 0.0f);
-        for (int64_t j = 0; j < n; ++j) {
-          const float* v = cache.Load(p.layer, s.block_table, first + j,
-                                      p.v_offset + static_cast<int64_t>(kvh) * p.v_head_dim,
-                                      p.v_head_dim, v_scratch.data());
-          for (int d = 0; d < p.v_head_dim; ++d) acc[d] += sc[j] * v[d];
-        }
-        const int h = kvh * group + g;
-        float* o = p.out + row * p.out_stride + static_cast<int64_t>(h) * p.v_head_dim;
-        std::copy(acc.begin(), acc.end(), o);
-      }
-    }
+    attend(p, cache, *tasks[i].seq, tasks[i].token, tasks[i].kv_head);
   });
 }
 
 }  // namespace moerack
+#endif  // HWY_ONCE

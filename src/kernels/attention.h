@@ -10,6 +10,8 @@
 // Each query attends keys [max(0, pos - window + 1), pos] in position order,
 // with a two-pass softmax; a query's result depends only on its own position
 // and the cache, so chunked and whole prefill, and any batch, agree exactly.
+// q·k is a SIMD dot product (Highway, fixed lane order) and the weighted sum
+// of V an elementwise FMA over the head dimension, key by key in order.
 // Thread-safety: one call per layer at a time; tasks split over (token, head).
 #pragma once
 
@@ -23,8 +25,7 @@ namespace moerack {
 
 struct KvCacheView {
   void* base = nullptr;  // [num_layers][num_blocks][block_size][floats_per_token] elements
-  DType dtype = DType::kF32;  // kF32, or kFP8E4M3 (value = fp8 * scale)
-  float scale = 1.0f;         // per-tensor scale of an FP8 cache
+  DType dtype = DType::kF32;  // kF32, or kFP8E4M3 (value = fp8 * the tensor's scale)
   int64_t num_blocks = 0;
   int block_size = 0;
   int64_t floats_per_token = 0;  // elements per token slot
@@ -35,13 +36,15 @@ struct KvCacheView {
     const int64_t block = block_table[static_cast<size_t>(pos / block_size)];
     return layer * layer_stride() + (block * block_size + pos % block_size) * floats_per_token;
   }
-  // Writes `n` values into a token's slot from element `offset` (rounding to FP8 if the cache is).
+  // Writes `n` values into a token's slot from element `offset`; an FP8 cache
+  // stores E4M3(value / scale), `scale` being the tensor's per-tensor scale
+  // (ModelOpt's k_scale / v_scale; ignored by an f32 cache).
   void Store(int layer, std::span<const int32_t> block_table, int64_t pos, int64_t offset,
-             const float* src, int64_t n) const;
+             const float* src, int64_t n, float scale = 1.0f) const;
   // Pointer to `n` values of a token's slot from element `offset`, as f32: into
-  // the cache for an f32 cache, else decoded into `scratch` (n floats).
+  // the cache for an f32 cache, else decoded (fp8 * scale) into `scratch` (n floats).
   const float* Load(int layer, std::span<const int32_t> block_table, int64_t pos, int64_t offset,
-                    int64_t n, float* scratch) const;
+                    int64_t n, float* scratch, float scale = 1.0f) const;
 };
 
 // One sequence's share of a batch: `num_tokens` consecutive query rows starting
@@ -65,6 +68,8 @@ struct AttentionParams {
   int64_t k_offset = 0;    // where K head 0 starts in a token slot (floats)
   int64_t v_offset = 0;    // where V head 0 starts in a token slot (floats)
   float scale = 1.0f;      // softmax scale applied to q·k
+  float k_scale = 1.0f;    // per-tensor scales of K and V in an FP8 cache
+  float v_scale = 1.0f;
   int sliding_window = 0;  // 0: unlimited
   int layer = 0;
 };

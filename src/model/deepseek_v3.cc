@@ -238,6 +238,7 @@ class DeepseekV3Model final : public Model {
     TensorView q_a_norm, kv_a_norm;
     LinearWeight q_a, q_b, q;  // q_a/q_a_norm/q_b with q_lora_rank, else q
     LinearWeight kv_a, kv_b, o;
+    float kv_scale = 1.0f;  // FP8 latent-cache scale (k_scale of the attention), 1 when absent
     std::vector<float> w_uk_t;  // [heads][kv_lora_rank][qk_nope]: W_UK transposed per head
     TensorView router;
     std::vector<float> router_bias;      // e_score_correction_bias, f32
@@ -316,6 +317,11 @@ Status DeepseekV3Model::Load() {
                                  {nh * (d_.qk_nope + d_.v_head_dim), d_.kv_lora_rank}, &L.kv_b));
     MR_RETURN_IF_ERROR(
         GetLinear(LayerName(l, "self_attn.o_proj.weight"), {H, nh * d_.v_head_dim}, &L.o));
+    if (weights_->Has(LayerName(l, "self_attn.kv_a_proj_with_mqa.k_scale"))) {
+      MR_ASSIGN_OR_RETURN(L.kv_scale, ReadScalarF32(*weights_, LayerName(l, "self_attn.kv_a_proj_with_mqa.k_scale")));
+    } else {
+      MR_ASSIGN_OR_RETURN(L.kv_scale, ReadKvScale(*weights_, LayerName(l, "self_attn."), "k"));
+    }
     // W_UK of head h is rows [h * (nope + v), h * (nope + v) + nope) of kv_b.
     L.w_uk_t.resize(static_cast<size_t>(nh * d_.kv_lora_rank * d_.qk_nope));
     std::vector<float> row(static_cast<size_t>(d_.kv_lora_rank));
@@ -443,7 +449,7 @@ void DeepseekV3Model::Attention(const Layer& L, int layer, std::span<const Atten
   for (const AttentionSeq& s : seqs) {
     for (int64_t i = 0; i < s.num_tokens; ++i) {
       cache.Store(layer, s.block_table, s.start_pos + i, 0,
-                  kva.data() + (s.first_row + i) * kva_dim, kva_dim);
+                  kva.data() + (s.first_row + i) * kva_dim, kva_dim, L.kv_scale);
     }
   }
   std::vector<float> o_lat(static_cast<size_t>(T * nh * R));
@@ -459,6 +465,7 @@ void DeepseekV3Model::Attention(const Layer& L, int layer, std::span<const Atten
   ap.k_offset = 0;
   ap.v_offset = 0;
   ap.scale = d_.softmax_scale;
+  ap.k_scale = ap.v_scale = L.kv_scale;
   ap.layer = layer;
   PagedAttention(ap, seqs, cache, pool);
   // W_UV of head h: rows [h * (nope + v) + nope, (h + 1) * (nope + v)) of kv_b, a [dv, R] view.

@@ -18,6 +18,15 @@ StatusOr<float> ReadScalarF32(const WeightStore& store, const std::string& name)
   return v;
 }
 
+StatusOr<float> ReadKvScale(const WeightStore& store, const std::string& prefix,
+                            const std::string& which) {
+  for (const std::string& name : {prefix + which + "_proj." + which + "_scale",
+                                  prefix + which + "_scale"}) {
+    if (store.Has(name)) return ReadScalarF32(store, name);
+  }
+  return 1.0f;
+}
+
 namespace {
 
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }

@@ -33,4 +33,10 @@ StatusOr<LinearWeight> LoadLinear(const WeightStore& store, const QuantConfig& q
 // A scalar f32 tensor (shape [] or [1]), e.g. weight_scale_2.
 StatusOr<float> ReadScalarF32(const WeightStore& store, const std::string& name);
 
+// The FP8 KV-cache scale `which` ("k" or "v") of an attention module `prefix`
+// ("model.layers.3.self_attn."): ModelOpt's `<prefix><which>_proj.<which>_scale`
+// or vLLM / compressed-tensors' `<prefix><which>_scale`; 1.0 when absent.
+StatusOr<float> ReadKvScale(const WeightStore& store, const std::string& prefix,
+                            const std::string& which);
+
 }  // namespace moerack

@@ -198,6 +198,8 @@ class Qwen3MoeModel final : public Model {
       MR_RETURN_IF_ERROR(
           linear(LayerName(l, "self_attn.v_proj.weight"), kv, H, &L.v));
       MR_RETURN_IF_ERROR(linear(LayerName(l, "self_attn.o_proj.weight"), H, q, &L.o));
+      MR_ASSIGN_OR_RETURN(L.k_scale, ReadKvScale(*weights_, LayerName(l, "self_attn."), "k"));
+      MR_ASSIGN_OR_RETURN(L.v_scale, ReadKvScale(*weights_, LayerName(l, "self_attn."), "v"));
       if (c.attention_bias) {
         MR_RETURN_IF_ERROR(get(LayerName(l, "self_attn.q_proj.bias"), {q}, kNormDTypes, &L.q_bias));
         MR_RETURN_IF_ERROR(
@@ -257,6 +259,7 @@ class Qwen3MoeModel final : public Model {
   struct Layer {
     TensorView input_norm, post_norm, q_bias, k_bias, v_bias, o_bias, q_norm, k_norm;
     LinearWeight q, k, v, o;
+    float k_scale = 1.0f, v_scale = 1.0f;  // FP8 KV cache scales (ModelOpt k_scale / v_scale)
     TensorView router;                   // empty for dense layers
     std::vector<ExpertWeights> experts;  // one entry (the dense MLP) for dense layers
   };
@@ -317,9 +320,9 @@ void Qwen3MoeModel::Attention(const Layer& L, int layer, std::span<const Attenti
   for (const AttentionSeq& s : seqs) {
     for (int64_t i = 0; i < s.num_tokens; ++i) {
       cache.Store(layer, s.block_table, s.start_pos + i, 0, k_.data() + (s.first_row + i) * nkv,
-                  nkv);
+                  nkv, L.k_scale);
       cache.Store(layer, s.block_table, s.start_pos + i, nkv, v_.data() + (s.first_row + i) * nkv,
-                  nkv);
+                  nkv, L.v_scale);
     }
   }
   AttentionParams ap;
@@ -334,6 +337,8 @@ void Qwen3MoeModel::Attention(const Layer& L, int layer, std::span<const Attenti
   ap.k_offset = 0;
   ap.v_offset = nkv;
   ap.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  ap.k_scale = L.k_scale;
+  ap.v_scale = L.v_scale;
   ap.sliding_window = c.sliding_window;
   ap.layer = layer;
   PagedAttention(ap, seqs, cache, pool);

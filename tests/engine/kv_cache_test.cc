@@ -15,18 +15,18 @@ TEST(KvCacheTest, StoreLoadRoundTripsF32ExactlyAndFp8ToNearestCode) {
   const std::vector<int32_t> table = {2, 0, 1};  // a scrambled block table
   for (DType dtype : {DType::kF32, DType::kFP8E4M3}) {
     const float scale = dtype == DType::kF32 ? 1.0f : 0.5f;
-    KvCache cache(2, 3, 4, 10, dtype, scale);
+    KvCache cache(2, 3, 4, 10, dtype);
     const KvCacheView v = cache.view();
     std::vector<std::vector<float>> written;
     for (int64_t pos = 0; pos < 12; ++pos) {
       std::vector<float> row(10);
       for (float& x : row) x = g(rng);
-      v.Store(1, table, pos, 0, row.data(), 10);
+      v.Store(1, table, pos, 0, row.data(), 10, scale);
       written.push_back(row);
     }
     std::vector<float> scratch(10);
     for (int64_t pos = 0; pos < 12; ++pos) {
-      const float* got = v.Load(1, table, pos, 3, 7, scratch.data());
+      const float* got = v.Load(1, table, pos, 3, 7, scratch.data(), scale);
       for (int i = 0; i < 7; ++i) {
         const float x = written[pos][3 + i];
         const float want = dtype == DType::kF32 ? x : Fp8E4M3ToF32(F32ToFp8E4M3(x / scale)) * scale;
