@@ -171,6 +171,7 @@ template <int L>
 struct Fp4Decoder {
   static constexpr int kG = 8;  // nibbles per u32 lane
   static constexpr int kChunk = L * kG;
+  static constexpr bool kNatural = false;
   const LinearWeight& w;
   bool nv;
   VF table;
@@ -218,50 +219,63 @@ struct Fp4Decoder {
   }
 };
 
+// E4M3 bytes in natural order: each 16 become f16 bits (byte << 8, arithmetic
+// shift by 1, mask: sign, exponent and mantissa land where f16 has them) worth
+// 2^-8 times the value, subnormals included, and VCVTPH2PS (F16C) widens them
+// exactly to f32. The 2^8 joins the per-chunk scale. The integer steps run on
+// half-width vectors; no f32 subnormal ever reaches an FMA.
 template <int L>
 struct Fp8Decoder {
-  static constexpr int kG = 4;  // bytes per u32 lane
+  static constexpr int kG = 8;  // vectors per chunk
   static constexpr int kChunk = L * kG;
+  static constexpr bool kNatural = true;  // vector j holds weights j*L .. j*L+L-1
   const LinearWeight& w;
   int64_t scale_cols;
 
   explicit Fp8Decoder(const LinearWeight& lw)
       : w(lw), scale_cols((lw.cols + lw.block_k - 1) / lw.block_k) {}
   struct Chunk {
-    VU32 bytes;
+    const uint8_t* bytes;
     VF scale;
   };
   HWY_INLINE Chunk Load(int64_t n, int64_t c) const {
     const DF df;
-    const DU32 du;
     Chunk ch;
-    ch.bytes = hn::LoadU(
-        du, reinterpret_cast<const uint32_t*>(static_cast<const uint8_t*>(w.data) + n * w.cols +
-                                              c * kChunk));
+    ch.bytes = static_cast<const uint8_t*>(w.data) + n * w.cols + c * kChunk;
     const float* srow = static_cast<const float*>(w.scales) + (n / w.block_n) * scale_cols;
     const int64_t k0 = c * kChunk;
     if (k0 / w.block_k == (k0 + kChunk - 1) / w.block_k) {
-      ch.scale = hn::Set(df, srow[k0 / w.block_k]);
-    } else {  // block_k % kG == 0: each lane's kG weights share one block
-      HWY_ALIGN float s[L];
-      for (int i = 0; i < L; ++i) s[i] = srow[(k0 + kG * i) / w.block_k];
-      ch.scale = hn::Load(df, s);
+      ch.scale = hn::Set(df, srow[k0 / w.block_k] * 256.0f);
+    } else {  // vector j's weights share one block (block_k % L == 0)
+      ch.scale = hn::Zero(df);  // unused: Get applies per-vector scales
     }
     return ch;
   }
   HWY_INLINE VF Get(const Chunk& ch, int j) const {
     const DF df;
-    const DI32 di;
-    // Byte j to the top, arithmetic shift by 4 keeps the sign at bit 31 and puts
-    // exponent+mantissa at bits 26:20: f32 bits of 2^-120 times the E4M3 value.
-    const auto t = hn::ShiftRight<4>(hn::BitCast(di, hn::ShiftLeftSame(ch.bytes, 24 - 8 * j)));
-    const VF v = hn::BitCast(df, hn::And(t, hn::Set(di, static_cast<int32_t>(0x87F00000u))));
-    return hn::Mul(v, hn::Set(df, 0x1p120f));  // exact: the E4M3 value
+    const hn::Rebind<uint8_t, DF> du8;
+    const hn::Rebind<uint16_t, DF> du16;
+    const hn::Rebind<int16_t, DF> di16;
+    const hn::Rebind<hwy::float16_t, DF> df16;
+    const auto u = hn::ShiftLeft<8>(hn::PromoteTo(du16, hn::LoadU(du8, ch.bytes + j * L)));
+    const auto h = hn::And(hn::ShiftRight<1>(hn::BitCast(di16, u)),
+                           hn::Set(di16, static_cast<int16_t>(0xBF80)));
+    return hn::PromoteTo(df, hn::BitCast(df16, h));
+  }
+  // For chunks that straddle scale blocks: the scale of vector j.
+  HWY_INLINE float VectorScale(int64_t n, int64_t c, int j) const {
+    const float* srow = static_cast<const float*>(w.scales) + (n / w.block_n) * scale_cols;
+    return srow[(c * kChunk + j * L) / w.block_k] * 256.0f;
+  }
+  HWY_INLINE bool UniformScale(int64_t c) const {
+    const int64_t k0 = c * kChunk;
+    return k0 / w.block_k == (k0 + kChunk - 1) / w.block_k;
   }
 };
 
-// x rows permuted to the decoders' lane order: for chunk c, vector j, lane i,
-// xp[c*C + j*L + i] = x[c*C + G*i + j]; the tail past the last whole chunk stays in order.
+// x rows permuted to the FP4 decoder's lane order: for chunk c, vector j, lane
+// i, xp[c*C + j*L + i] = x[c*C + G*i + j]; the tail past the last whole chunk
+// stays in order.
 template <int G>
 void PermuteRows(const float* x, int64_t ldx, int64_t rows, int64_t K, float* xp) {
   constexpr int64_t C = int64_t{kL} * G;
@@ -276,42 +290,72 @@ void PermuteRows(const float* x, int64_t ldx, int64_t rows, int64_t K, float* xp
   }
 }
 
-template <int MR, class Dec>
-HWY_INLINE void QTile(const float* xp, int64_t K, const Dec& dec, int64_t n, float* y,
-                      int64_t ldy) {
+// y[i, r] for i < MR rows of xp (row stride ldx) and weight rows n .. n+NR-1.
+template <int MR, int NR, class Dec>
+HWY_INLINE void QTile(const float* xp, int64_t ldx, int64_t K, const Dec& dec, int64_t n,
+                      float* y, int64_t ldy) {
   constexpr int G = Dec::kG;
   constexpr int64_t C = Dec::kChunk;
   const DF df;
-  VF acc[MR];
-  for (int i = 0; i < MR; ++i) acc[i] = hn::Zero(df);
+  VF acc[NR][MR];
+  for (int r = 0; r < NR; ++r)
+    for (int i = 0; i < MR; ++i) acc[r][i] = hn::Zero(df);
   const int64_t chunks = K / C;
   for (int64_t c = 0; c < chunks; ++c) {
-    const typename Dec::Chunk ch = dec.Load(n, c);
     const float* xc = xp + c * C;
-    VF part[MR];
-    const VF w0 = dec.Get(ch, 0);
-    for (int i = 0; i < MR; ++i) part[i] = hn::Mul(hn::LoadU(df, xc + i * K), w0);
-#pragma GCC unroll 8
-    for (int j = 1; j < G; ++j) {
-      const VF wv = dec.Get(ch, j);
-      for (int i = 0; i < MR; ++i)
-        part[i] = hn::MulAdd(hn::LoadU(df, xc + i * K + j * kL), wv, part[i]);
+    if constexpr (Dec::kNatural) {
+      if (!dec.UniformScale(c)) {  // scale blocks change inside the chunk: scale each vector
+        for (int r = 0; r < NR; ++r) {
+          const typename Dec::Chunk ch = dec.Load(n + r, c);
+          for (int j = 0; j < G; ++j) {
+            const VF wv = hn::Mul(dec.Get(ch, j), hn::Set(df, dec.VectorScale(n + r, c, j)));
+            for (int i = 0; i < MR; ++i)
+              acc[r][i] = hn::MulAdd(hn::LoadU(df, xc + i * ldx + j * kL), wv, acc[r][i]);
+          }
+        }
+        continue;
+      }
     }
-    for (int i = 0; i < MR; ++i) acc[i] = hn::MulAdd(part[i], ch.scale, acc[i]);
+    typename Dec::Chunk ch[NR];
+    for (int r = 0; r < NR; ++r) ch[r] = dec.Load(n + r, c);
+    // Two partial sums (vectors j even / odd) halve the dependent FMA chain.
+    VF part[2][NR][MR];
+    for (int h = 0; h < 2; ++h) {
+      for (int r = 0; r < NR; ++r) {
+        const VF wv = dec.Get(ch[r], h);
+        for (int i = 0; i < MR; ++i)
+          part[h][r][i] = hn::Mul(hn::LoadU(df, xc + i * ldx + h * kL), wv);
+      }
+    }
+#pragma GCC unroll 8
+    for (int j = 2; j < G; ++j) {
+      VF wv[NR];
+      for (int r = 0; r < NR; ++r) wv[r] = dec.Get(ch[r], j);
+      for (int i = 0; i < MR; ++i) {
+        const VF xv = hn::LoadU(df, xc + i * ldx + j * kL);
+        for (int r = 0; r < NR; ++r) part[j & 1][r][i] = hn::MulAdd(xv, wv[r], part[j & 1][r][i]);
+      }
+    }
+    for (int r = 0; r < NR; ++r)
+      for (int i = 0; i < MR; ++i)
+        acc[r][i] = hn::MulAdd(hn::Add(part[0][r][i], part[1][r][i]), ch[r].scale, acc[r][i]);
   }
   // Tail (K not a multiple of the chunk): decoded scalar, in natural order.
   const int64_t k0 = chunks * C;
-  HWY_ALIGN float tail[C];
-  if (k0 < K) dec.w.DequantizeRange(n, k0, K, tail);
-  int64_t k = k0;
-  for (; k + kL <= K; k += kL) {
-    const VF wv = hn::Load(df, tail + (k - k0));
-    for (int i = 0; i < MR; ++i) acc[i] = hn::MulAdd(hn::LoadU(df, xp + i * K + k), wv, acc[i]);
-  }
-  for (int i = 0; i < MR; ++i) {
-    float s = hn::GetLane(hn::SumOfLanes(df, acc[i]));
-    for (int64_t kk = k; kk < K; ++kk) s += xp[i * K + kk] * tail[kk - k0];
-    y[i * ldy] = s;
+  for (int r = 0; r < NR; ++r) {
+    HWY_ALIGN float tail[C];
+    if (k0 < K) dec.w.DequantizeRange(n + r, k0, K, tail);
+    int64_t k = k0;
+    for (; k + kL <= K; k += kL) {
+      const VF wv = hn::Load(df, tail + (k - k0));
+      for (int i = 0; i < MR; ++i)
+        acc[r][i] = hn::MulAdd(hn::LoadU(df, xp + i * ldx + k), wv, acc[r][i]);
+    }
+    for (int i = 0; i < MR; ++i) {
+      float s = hn::GetLane(hn::SumOfLanes(df, acc[r][i]));
+      for (int64_t kk = k; kk < K; ++kk) s += xp[i * ldx + kk] * tail[kk - k0];
+      y[i * ldy + r] = s;
+    }
   }
 }
 
@@ -323,15 +367,29 @@ thread_local std::vector<float> tls_x;  // permuted or dequantized scratch of th
 template <class Dec>
 void PackedBlock(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   const int64_t K = p.w.cols, rows = m1 - m0;
-  tls_x.resize(static_cast<size_t>(rows * K));
-  PermuteRows<Dec::kG>(p.x + m0 * p.x_stride, p.x_stride, rows, K, tls_x.data());
+  const float* xp = p.x + m0 * p.x_stride;
+  int64_t ldx = p.x_stride;
+  if constexpr (!Dec::kNatural) {
+    tls_x.resize(static_cast<size_t>(rows * K));
+    PermuteRows<Dec::kG>(xp, ldx, rows, K, tls_x.data());
+    xp = tls_x.data();
+    ldx = K;
+  }
   const Dec dec(p.w);
-  for (int64_t n = n0; n < n1; ++n) {
+  auto tiles = [&](auto nr, int64_t n) {
+    constexpr int NR = decltype(nr)::value;
     float* y = p.y + m0 * p.y_stride + n;
     int64_t m = 0;
-    for (; m + 4 <= rows; m += 4) QTile<4>(tls_x.data() + m * K, K, dec, n, y + m * p.y_stride, p.y_stride);
-    for (; m < rows; ++m) QTile<1>(tls_x.data() + m * K, K, dec, n, y + m * p.y_stride, p.y_stride);
-  }
+    for (; m + 4 <= rows; m += 4)
+      QTile<4, NR>(xp + m * ldx, ldx, K, dec, n, y + m * p.y_stride, p.y_stride);
+    for (; m < rows; ++m) QTile<1, NR>(xp + m * ldx, ldx, K, dec, n, y + m * p.y_stride, p.y_stride);
+  };
+  int64_t n = n0;
+  // Decode streams one weight row at a time; prefill decodes two rows per
+  // tile so each unpacked vector feeds 4 rows and each x load 2 weight rows.
+  if (rows > kSmallRows)
+    for (; n + 2 <= n1; n += 2) tiles(std::integral_constant<int, 2>{}, n);
+  for (; n < n1; ++n) tiles(std::integral_constant<int, 1>{}, n);
 }
 
 #endif  // HWY_TARGET != HWY_SCALAR
@@ -358,7 +416,7 @@ void RunBlock(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t 
     case WeightFormat::kFp8:
 #if HWY_TARGET != HWY_SCALAR
       if constexpr (kL == 8 || kL == 16) {
-        if (p.w.block_k % Fp8Decoder<kL>::kG == 0)
+        if (p.w.block_k % kL == 0)
           return PackedBlock<Fp8Decoder<kL>>(p, m0, m1, n0, n1);
       }
 #endif
