@@ -123,6 +123,45 @@ BENCHMARK(BM_MatMulFormat)
     ->ArgsProduct({{0, 1, 2, 3}, {128}, {4096}, {2048}, {1, 2}, {0, 1}})
     ->UseRealTime();
 
+// The machine's f32 FMA peak per thread: 16 independent chains of 512-bit FMAs
+// (AVX-512; 256-bit AVX2+FMA elsewhere), no memory traffic. The denominator of
+// the prefill GFLOP/s figures.
+// Inlined into the two ISA-specific wrappers below, so compiled for each.
+template <typename V>
+__attribute__((always_inline)) inline float PeakBody(int64_t iters) {
+  V a[16];
+  for (int i = 0; i < 16; ++i) a[i] = V{} + static_cast<float>(i);
+  const V m = V{} + 0.999999f, c = V{} + 1e-7f;
+  for (int64_t it = 0; it < iters; ++it)
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) a[i] = a[i] * m + c;
+  float s = 0;
+  for (int i = 0; i < 16; ++i) s += a[i][0];
+  return s;
+}
+using V16 = float __attribute__((vector_size(64)));
+using V8 = float __attribute__((vector_size(32)));
+__attribute__((target("avx512f,fma"))) float PeakLoop512(int64_t iters) {
+  return PeakBody<V16>(iters);
+}
+__attribute__((target("avx2,fma"))) float PeakLoop256(int64_t iters) { return PeakBody<V8>(iters); }
+
+void BM_PeakFma(benchmark::State& state) {
+  const int threads = static_cast<int>(state.range(0));
+  const bool avx512 = __builtin_cpu_supports("avx512f");
+  ThreadPool pool(threads);
+  constexpr int64_t kIters = 1 << 20;
+  for (auto _ : state) {
+    pool.ParallelFor(threads, [&](int64_t, int) {
+      benchmark::DoNotOptimize(avx512 ? PeakLoop512(kIters) : PeakLoop256(kIters));
+    });
+  }
+  state.counters["GFLOPS"] = benchmark::Counter(
+      static_cast<double>(state.iterations()) * threads * kIters * 16 * (avx512 ? 16 : 8) * 2 / 1e9,
+      benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_PeakFma)->ArgNames({"threads"})->Arg(1)->Arg(2)->UseRealTime();
+
 // The MoE layer of bench-moe: `tokens` tokens routed top-8 over 64 experts
 // (round-robin routing so every expert is hit evenly). args: tokens, threads.
 void BM_GroupedExpertFfn(benchmark::State& state) {

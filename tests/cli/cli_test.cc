@@ -274,6 +274,32 @@ TEST_F(CliTest, MissingModelDirFailsCleanly) {
   ExpectBothCommandsFail({"/nonexistent", "not found"});
 }
 
+TEST_F(CliTest, QuantizeBadInputsFailCleanly) {
+  const std::string out = dir_ + "/q";
+  ExpectCleanFailure(Run({"quantize", "--model", model_, "--format", "int3", "--out", out}),
+                     {"--format", "int3"});
+  ExpectCleanFailure(Run({"quantize", "--model", "/nonexistent", "--format", "nvfp4", "--out", out}),
+                     {"/nonexistent"});
+  fs::create_directories(out);
+  ASSERT_TRUE(WriteStringToFile(out + "/keep.txt", "x").ok());
+  ExpectCleanFailure(Run({"quantize", "--model", model_, "--format", "nvfp4", "--out", out}),
+                     {out, "not empty"});
+  ExpectCleanFailure(Generate(model_, "1,2,3", {"--act-dtype", "fp16"}), {"--act-dtype", "fp16"});
+}
+
+TEST_F(CliTest, QuantizeWritesALoadableCheckpoint) {
+  const std::string out = dir_ + "/q";
+  const RunResult q = Run({"quantize", "--model", model_, "--format", "nvfp4", "--out", out,
+                           "--calib-tokens", "32", "--exclude", "*.self_attn.o_proj"});
+  ASSERT_EQ(q.status, 0) << q.err;
+  EXPECT_NE(q.out.find("to nvfp4"), std::string::npos) << q.out;
+  const RunResult g = Generate(out, "1,2,3", {"--act-dtype", "bf16", "--output-tokens"});
+  ASSERT_EQ(g.status, 0) << g.err;
+  const RunResult info = Run({"info", "--model", out});
+  ASSERT_EQ(info.status, 0) << info.err;
+  EXPECT_NE(info.out.find("modelopt NVFP4"), std::string::npos) << info.out;
+}
+
 TEST_F(CliTest, MalformedTokensFailCleanly) {
   for (const auto& [tokens, bad_item] :
        std::vector<std::pair<std::string, std::string>>{{"1,,2", "''"}, {"a,b", "'a'"}}) {
