@@ -4,6 +4,7 @@
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/matmul.cc"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/cache_control.h>
 #include <hwy/highway.h>
 
 #include "quant/nvfp4.h"
@@ -144,6 +145,11 @@ HWY_INLINE hn::Vec<DU8> LoadBytes(const uint8_t* p) {
   return hn::BitCast(du8, hn::Set(hn::Repartition<T, DU8>(), v));
 }
 
+// FP4 decode keeps only ~1 KB of codes in flight per thread (its out-of-order
+// window spans ~16 chunks), which caps a thread near 10 GB/s at DRAM latency;
+// prefetching 4 KB ahead measured +25% decode on one thread (bench-moe nvfp4).
+constexpr int64_t kFp4PrefetchBytes = 4096;
+
 // E2M1 code (low 4 bits of each lane; higher bits ignored) -> f32 value.
 HWY_INLINE VF LookupE2M1(VF table, VU32 idx) {
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
@@ -190,6 +196,7 @@ struct Fp4Decoder {
     const DU8 du8;
     const int64_t K = w.cols;
     const auto* packed = static_cast<const uint8_t*>(w.data) + n * K / 2 + c * (kChunk / 2);
+    hwy::Prefetch(packed + kFp4PrefetchBytes);
     Chunk ch;
     ch.codes = hn::LoadU(du, reinterpret_cast<const uint32_t*>(packed));
     const auto* sc = static_cast<const uint8_t*>(w.scales);

@@ -94,6 +94,8 @@ MR_TARGET_BF16 void Fp4Tile(const uint16_t* xb, int64_t K, const LinearWeight& w
   const auto* packed = static_cast<const uint8_t*>(w.data) + n * K / 2;
   const int64_t chunks = K / 128;
   for (int64_t c = 0; c < chunks; ++c) {
+    // See kFp4PrefetchBytes in matmul.cc: 4 KB ahead, +25% decode on one thread.
+    _mm_prefetch(reinterpret_cast<const char*>(packed + c * 64 + 4096), _MM_HINT_T0);
     const __m512i codes = _mm512_loadu_si512(packed + c * 64);
     const __m512 scale = Fp4ChunkScale(w, n, c);
     const uint16_t* xc = xb + c * 128;
