@@ -128,11 +128,17 @@ StatusOr<LinearWeight> LoadLinear(const WeightStore& store, const QuantConfig& q
         }
         return w;
       }
-      default:
+      case DType::kF16:
+      case DType::kFP8E5M2:
+      case DType::kFP8E8M0:
+      case DType::kFP4E2M1:
+      case DType::kI32:
+      case DType::kI64:
         return Error("tensor '" + name + "' in " + store.FileOf(name) + ": dtype " +
                      std::string(DTypeName(raw.dtype)) +
                      ", expected BF16, F32, F8_E4M3 (with scales) or U8 (packed NVFP4/MXFP4)");
     }
+    return Error("tensor '" + name + "': unknown dtype");
   }();
   if (!result.ok()) return result;
   LinearWeight& w = result.value();

@@ -4,6 +4,7 @@
 
 #include "kernels/matmul.h"
 #include "moe/dispatch.h"
+#include "moe/ep_dispatch.h"
 
 namespace moerack {
 
@@ -32,6 +33,39 @@ void RunMoeLayer(const MoeLayer& layer, const float* x, int64_t T, int64_t H, fl
     const float* shared = expert_out.data() + routed_rows * H;
     for (int64_t i = 0; i < T * H; ++i) out[i] += shared[i];
   }
+}
+
+Status RunEpMoeLayer(const MoeLayer& layer, const ExpertMap& map, Communicator& comm,
+                     const float* x, int64_t T, int64_t H, float* out, ThreadPool& pool) {
+  const int E = layer.routing.num_experts;
+  CHECK_EQ(map.num_experts, E);
+  CHECK_EQ(static_cast<int>(layer.experts.size()), map.NumLocal(comm.rank()));
+  std::vector<float> router_logits(static_cast<size_t>(T * E));
+  MatMul({x, H, T, layer.router, router_logits.data(), E}, pool);
+  RoutingResult routing;
+  RouteTopK(router_logits.data(), T, layer.routing, &routing);
+  MR_ASSIGN_OR_RETURN(EpDispatchHandle handle, PlanEpDispatch(routing, map, comm));
+  std::vector<float> rows;
+  MR_RETURN_IF_ERROR(EpDispatch(handle, x, H, comm, &rows));
+  const int64_t received = handle.local_offsets.back();
+  // The shared expert rides in the same grouped GEMM as on one rank.
+  std::vector<ExpertWeights> experts(layer.experts.begin(), layer.experts.end());
+  std::vector<int64_t> offsets = handle.local_offsets;
+  if (layer.shared != nullptr) {
+    experts.push_back(*layer.shared);
+    rows.insert(rows.end(), x, x + T * H);
+    offsets.push_back(received + T);
+  }
+  std::vector<float> expert_out(rows.size());
+  GroupedExpertFfn({experts, offsets, rows.data(), expert_out.data(), H}, pool);
+  std::vector<float> mine;
+  MR_RETURN_IF_ERROR(EpCombine(handle, expert_out.data(), H, comm, &mine));
+  CombineExpertOutputs(handle.plan, routing, mine.data(), H, out, pool);
+  if (layer.shared != nullptr) {
+    const float* shared = expert_out.data() + received * H;
+    for (int64_t i = 0; i < T * H; ++i) out[i] += shared[i];
+  }
+  return Status::Ok();
 }
 
 }  // namespace moerack

@@ -10,7 +10,9 @@
 
 #include "core/tensor.h"
 #include "core/thread_pool.h"
+#include "comm/communicator.h"
 #include "kernels/expert_ffn.h"
+#include "moe/expert_map.h"
 #include "moe/router.h"
 
 namespace moerack {
@@ -25,5 +27,14 @@ struct MoeLayer {
 // out[t] = sum over top-k slots of weight * expert(x[t]) (+ shared(x[t])); x, out [T, hidden].
 void RunMoeLayer(const MoeLayer& layer, const float* x, int64_t num_tokens, int64_t hidden,
                  float* out, ThreadPool& pool);
+
+// The same layer with the routed experts spread over the ranks of `comm` as
+// `map` says: layer.experts holds this rank's experts only (map.first[rank] ..),
+// x / out this rank's tokens (possibly none). Bit-identical to RunMoeLayer on
+// the same tokens with all experts (moe/ep_dispatch.h). Collective: every rank
+// calls it for every MoE layer.
+Status RunEpMoeLayer(const MoeLayer& layer, const ExpertMap& map, Communicator& comm,
+                     const float* x, int64_t num_tokens, int64_t hidden, float* out,
+                     ThreadPool& pool);
 
 }  // namespace moerack

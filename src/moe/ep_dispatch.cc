@@ -1,0 +1,81 @@
+#include "moe/ep_dispatch.h"
+
+#include <algorithm>
+
+#include "core/check.h"
+
+namespace moerack {
+
+StatusOr<EpDispatchHandle> PlanEpDispatch(const RoutingResult& routing, const ExpertMap& map,
+                                          Communicator& comm) {
+  const int ep = comm.size(), me = comm.rank();
+  CHECK_EQ(map.ep_size, ep);
+  EpDispatchHandle h;
+  h.plan = PlanDispatch(routing, map.num_experts);
+  const std::vector<int64_t>& off = h.plan.expert_offsets;
+  // Experts are contiguous per rank, so each destination's rows are one range.
+  std::vector<int64_t> send_counts, send_count_sizes(ep), recv_count_sizes(ep);
+  h.send_rows.assign(ep, 0);
+  for (int d = 0; d < ep; ++d) {
+    h.send_rows[d] = off[map.first[d + 1]] - off[map.first[d]];
+    for (int e = map.first[d]; e < map.first[d + 1]; ++e) send_counts.push_back(off[e + 1] - off[e]);
+    send_count_sizes[d] = map.NumLocal(d) * static_cast<int64_t>(sizeof(int64_t));
+    recv_count_sizes[d] = map.NumLocal(me) * static_cast<int64_t>(sizeof(int64_t));
+  }
+  const int local = map.NumLocal(me);
+  h.recv_counts.assign(static_cast<size_t>(ep * local), 0);
+  MR_RETURN_IF_ERROR(comm.AllToAllV(send_counts.data(), send_count_sizes, h.recv_counts.data(),
+                                    recv_count_sizes));
+  h.recv_rows.assign(ep, 0);
+  h.local_offsets.assign(static_cast<size_t>(local + 1), 0);
+  for (int s = 0; s < ep; ++s) {
+    for (int e = 0; e < local; ++e) {
+      h.recv_rows[s] += h.recv_counts[s * local + e];
+      h.local_offsets[e + 1] += h.recv_counts[s * local + e];
+    }
+  }
+  for (int e = 0; e < local; ++e) h.local_offsets[e + 1] += h.local_offsets[e];
+  // Received order (source, expert, sender order) -> grouped order (expert, source, sender order).
+  std::vector<int64_t> cursor(h.local_offsets.begin(), h.local_offsets.end() - 1);
+  for (int s = 0; s < ep; ++s)
+    for (int e = 0; e < local; ++e)
+      for (int64_t i = 0; i < h.recv_counts[s * local + e]; ++i) h.grouped_row.push_back(cursor[e]++);
+  return h;
+}
+
+namespace {
+
+std::vector<int64_t> Bytes(const std::vector<int64_t>& rows, int64_t hidden) {
+  std::vector<int64_t> b(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) b[i] = rows[i] * hidden * static_cast<int64_t>(sizeof(float));
+  return b;
+}
+
+}  // namespace
+
+Status EpDispatch(const EpDispatchHandle& h, const float* x, int64_t hidden, Communicator& comm,
+                  std::vector<float>* rows) {
+  std::vector<float> send;
+  DispatchTokens(h.plan, x, hidden, &send);
+  const int64_t received = static_cast<int64_t>(h.grouped_row.size());
+  std::vector<float> recv(static_cast<size_t>(received * hidden));
+  MR_RETURN_IF_ERROR(
+      comm.AllToAllV(send.data(), Bytes(h.send_rows, hidden), recv.data(), Bytes(h.recv_rows, hidden)));
+  rows->resize(recv.size());
+  for (int64_t i = 0; i < received; ++i)
+    std::copy_n(recv.data() + i * hidden, hidden, rows->data() + h.grouped_row[i] * hidden);
+  return Status::Ok();
+}
+
+Status EpCombine(const EpDispatchHandle& h, const float* expert_out, int64_t hidden,
+                 Communicator& comm, std::vector<float>* out) {
+  const int64_t received = static_cast<int64_t>(h.grouped_row.size());
+  std::vector<float> send(static_cast<size_t>(received * hidden));
+  for (int64_t i = 0; i < received; ++i)
+    std::copy_n(expert_out + h.grouped_row[i] * hidden, hidden, send.data() + i * hidden);
+  out->resize(h.plan.row_token.size() * static_cast<size_t>(hidden));
+  return comm.AllToAllV(send.data(), Bytes(h.recv_rows, hidden), out->data(),
+                        Bytes(h.send_rows, hidden));
+}
+
+}  // namespace moerack
