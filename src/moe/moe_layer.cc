@@ -7,6 +7,38 @@
 #include "moe/ep_dispatch.h"
 
 namespace moerack {
+namespace {
+
+// The routed rows (grouped as `offsets` says) and, if there is one, the shared
+// expert over all T tokens, in one grouped GEMM; the shared expert's output then
+// added to `out`, whose routed part the caller has combined.
+struct ExpertOutputs {
+  std::vector<float> out;  // [routed rows + (shared ? T : 0), H]
+  int64_t routed_rows = 0;
+};
+ExpertOutputs RunExperts(const MoeLayer& layer, std::vector<float> rows,
+                         std::vector<int64_t> offsets, const float* x, int64_t T, int64_t H,
+                         ThreadPool& pool) {
+  std::vector<ExpertWeights> experts(layer.experts.begin(), layer.experts.end());
+  ExpertOutputs r;
+  r.routed_rows = offsets.back();
+  if (layer.shared != nullptr) {
+    experts.push_back(*layer.shared);
+    rows.insert(rows.end(), x, x + T * H);
+    offsets.push_back(r.routed_rows + T);
+  }
+  r.out.resize(rows.size());
+  GroupedExpertFfn({experts, offsets, rows.data(), r.out.data(), H}, pool);
+  return r;
+}
+
+void AddShared(const MoeLayer& layer, const ExpertOutputs& e, int64_t T, int64_t H, float* out) {
+  if (layer.shared == nullptr) return;
+  const float* shared = e.out.data() + e.routed_rows * H;
+  for (int64_t i = 0; i < T * H; ++i) out[i] += shared[i];
+}
+
+}  // namespace
 
 void RunMoeLayer(const MoeLayer& layer, const float* x, int64_t T, int64_t H, float* out,
                  ThreadPool& pool) {
@@ -18,21 +50,9 @@ void RunMoeLayer(const MoeLayer& layer, const float* x, int64_t T, int64_t H, fl
   const DispatchPlan plan = PlanDispatch(routing, E);
   std::vector<float> rows;
   DispatchTokens(plan, x, H, &rows);
-  const int64_t routed_rows = static_cast<int64_t>(plan.row_token.size());
-  std::vector<ExpertWeights> experts(layer.experts.begin(), layer.experts.end());
-  std::vector<int64_t> offsets = plan.expert_offsets;
-  if (layer.shared != nullptr) {
-    experts.push_back(*layer.shared);
-    rows.insert(rows.end(), x, x + T * H);
-    offsets.push_back(routed_rows + T);
-  }
-  std::vector<float> expert_out(rows.size());
-  GroupedExpertFfn({experts, offsets, rows.data(), expert_out.data(), H}, pool);
-  CombineExpertOutputs(plan, routing, expert_out.data(), H, out, pool);
-  if (layer.shared != nullptr) {
-    const float* shared = expert_out.data() + routed_rows * H;
-    for (int64_t i = 0; i < T * H; ++i) out[i] += shared[i];
-  }
+  const ExpertOutputs e = RunExperts(layer, std::move(rows), plan.expert_offsets, x, T, H, pool);
+  CombineExpertOutputs(plan, routing, e.out.data(), H, out, pool);
+  AddShared(layer, e, T, H, out);
 }
 
 Status RunEpMoeLayer(const MoeLayer& layer, const ExpertMap& map, Communicator& comm,
@@ -47,24 +67,12 @@ Status RunEpMoeLayer(const MoeLayer& layer, const ExpertMap& map, Communicator& 
   MR_ASSIGN_OR_RETURN(EpDispatchHandle handle, PlanEpDispatch(routing, map, comm));
   std::vector<float> rows;
   MR_RETURN_IF_ERROR(EpDispatch(handle, x, H, comm, &rows));
-  const int64_t received = handle.local_offsets.back();
   // The shared expert rides in the same grouped GEMM as on one rank.
-  std::vector<ExpertWeights> experts(layer.experts.begin(), layer.experts.end());
-  std::vector<int64_t> offsets = handle.local_offsets;
-  if (layer.shared != nullptr) {
-    experts.push_back(*layer.shared);
-    rows.insert(rows.end(), x, x + T * H);
-    offsets.push_back(received + T);
-  }
-  std::vector<float> expert_out(rows.size());
-  GroupedExpertFfn({experts, offsets, rows.data(), expert_out.data(), H}, pool);
+  const ExpertOutputs e = RunExperts(layer, std::move(rows), handle.local_offsets, x, T, H, pool);
   std::vector<float> mine;
-  MR_RETURN_IF_ERROR(EpCombine(handle, expert_out.data(), H, comm, &mine));
+  MR_RETURN_IF_ERROR(EpCombine(handle, e.out.data(), H, comm, &mine));
   CombineExpertOutputs(handle.plan, routing, mine.data(), H, out, pool);
-  if (layer.shared != nullptr) {
-    const float* shared = expert_out.data() + received * H;
-    for (int64_t i = 0; i < T * H; ++i) out[i] += shared[i];
-  }
+  AddShared(layer, e, T, H, out);
   return Status::Ok();
 }
 
