@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/npy.h"
+#include "engine/ep_lockstep.h"
 #include "engine/kv_cache.h"
 #include "model/registry.h"
 
@@ -22,7 +23,68 @@ struct LogitsFlags {
   int64_t max_model_len = 0;
   std::string kv_dtype = "f32";
   std::string act_dtype = "f32";
+  int ep = 1;
 };
+
+// One rank's share: the whole sequence on rank 0; with --ep N > 1 the other
+// ranks hold the rest of the experts and run empty forward passes in step.
+Status LogitsOnRank(const LogitsFlags& f, const std::string& dir, const std::vector<int32_t>& ids,
+                    Communicator* comm) {
+  const int ep_rank = comm != nullptr ? comm->rank() : 0;
+  MR_ASSIGN_OR_RETURN(std::unique_ptr<Model> loaded,
+                      LoadModel(dir, {ep_rank, comm != nullptr ? comm->size() : 1}));
+  Model& model = *loaded;
+  if (comm != nullptr && comm->size() > 1) model.set_communicator(comm);
+  MR_ASSIGN_OR_RETURN(const ActDType act_dtype, ParseActDType(f.act_dtype));
+  model.set_act_dtype(act_dtype);
+  const ModelConfig& c = model.config();
+  const int64_t n = static_cast<int64_t>(ids.size());
+  MR_RETURN_IF_ERROR(CheckTokenIds(ids, c.vocab_size, "--tokens"));
+  const int64_t max_len = f.max_model_len > 0 ? f.max_model_len : c.max_position_embeddings;
+  if (n > max_len) {
+    return Error("--tokens: " + std::to_string(n) + " tokens exceed --max-model-len " +
+                 std::to_string(max_len));
+  }
+  if (f.decode_from > n) return Error("--decode-from must be <= the number of tokens");
+  const int block_size = 16;
+  const int64_t num_blocks = (n + block_size - 1) / block_size;
+  MR_ASSIGN_OR_RETURN(const DType kv_dtype, ParseKvDType(f.kv_dtype));
+  KvCache cache(c.num_layers, num_blocks, block_size, model.kv_floats_per_token(), kv_dtype);
+  std::vector<int32_t> table(static_cast<size_t>(num_blocks));
+  for (int64_t b = 0; b < num_blocks; ++b)
+    table[b] = static_cast<int32_t>(num_blocks - 1 - b);  // not identity: exercise paging
+  ThreadPool pool(f.threads);
+  std::vector<float> logits;
+  const bool ep = model.expert_parallel();
+  auto step = [&](bool has_work) -> StatusOr<bool> {
+    return ep ? AnyRankHasWork(*comm, has_work) : StatusOr<bool>(has_work);
+  };
+  if (ep_rank == 0) {
+    const int64_t prefill = f.decode_from >= 0 ? f.decode_from : n;
+    auto run = [&](int64_t start, int64_t count) -> Status {
+      MR_RETURN_IF_ERROR(step(true).status());
+      ForwardBatch batch;
+      SequenceChunk chunk;
+      chunk.tokens = std::span<const int32_t>(ids).subspan(static_cast<size_t>(start),
+                                                           static_cast<size_t>(count));
+      chunk.start_pos = start;
+      chunk.block_table = table;
+      chunk.logits = SequenceChunk::Logits::kAll;
+      batch.seqs.push_back(chunk);
+      model.Forward(batch, cache.view(), pool, &logits);
+      return Status::Ok();
+    };
+    if (prefill > 0) MR_RETURN_IF_ERROR(run(0, prefill));
+    for (int64_t i = prefill; i < n; ++i) MR_RETURN_IF_ERROR(run(i, 1));
+    if (ep) MR_RETURN_IF_ERROR(step(false).status());  // tells the others to stop
+    return WriteNpyF32(f.out, logits.data(), {n, c.vocab_size});
+  }
+  for (;;) {  // ranks > 0: serve experts until rank 0 is done
+    MR_ASSIGN_OR_RETURN(const bool any, step(false));
+    if (!any) return Status::Ok();
+    ForwardEmpty(model, cache.view(), pool);
+  }
+}
 
 int RunLogits(const LogitsFlags& f) {
   const std::string cmd = "logits";
@@ -30,48 +92,9 @@ int RunLogits(const LogitsFlags& f) {
   if (!dir.ok()) return Fail(cmd, dir.status());
   auto ids = ParseTokenList(f.tokens, "--tokens");
   if (!ids.ok()) return Fail(cmd, ids.status());
-  auto loaded = LoadModel(*dir);
-  if (!loaded.ok()) return Fail(cmd, loaded.status());
-  Model& model = **loaded;
-  auto act_dtype = ParseActDType(f.act_dtype);
-  if (!act_dtype.ok()) return Fail(cmd, act_dtype.status());
-  model.set_act_dtype(*act_dtype);
-  const ModelConfig& c = model.config();
-  const int64_t n = static_cast<int64_t>(ids->size());
-  if (Status st = CheckTokenIds(*ids, c.vocab_size, "--tokens"); !st.ok()) return Fail(cmd, st);
-  const int64_t max_len = f.max_model_len > 0 ? f.max_model_len : c.max_position_embeddings;
-  if (n > max_len) {
-    return Fail(cmd, Error("--tokens: " + std::to_string(n) + " tokens exceed --max-model-len " +
-                           std::to_string(max_len)));
-  }
-  if (f.decode_from > n) return Fail(cmd, Error("--decode-from must be <= the number of tokens"));
-  const int block_size = 16;
-  const int64_t num_blocks = (n + block_size - 1) / block_size;
-  auto kv_dtype = ParseKvDType(f.kv_dtype);
-  if (!kv_dtype.ok()) return Fail(cmd, kv_dtype.status());
-  KvCache cache(c.num_layers, num_blocks, block_size, model.kv_floats_per_token(), *kv_dtype);
-  std::vector<int32_t> table(static_cast<size_t>(num_blocks));
-  for (int64_t b = 0; b < num_blocks; ++b)
-    table[b] = static_cast<int32_t>(num_blocks - 1 - b);  // not identity: exercise paging
-  ThreadPool pool(f.threads);
-  std::vector<float> logits;
-  const int64_t prefill = f.decode_from >= 0 ? f.decode_from : n;
-  auto run = [&](int64_t start, int64_t count) {
-    ForwardBatch batch;
-    SequenceChunk chunk;
-    chunk.tokens = std::span<const int32_t>(*ids).subspan(static_cast<size_t>(start),
-                                                          static_cast<size_t>(count));
-    chunk.start_pos = start;
-    chunk.block_table = table;
-    chunk.logits = SequenceChunk::Logits::kAll;
-    batch.seqs.push_back(chunk);
-    model.Forward(batch, cache.view(), pool, &logits);
-  };
-  if (prefill > 0) run(0, prefill);
-  for (int64_t i = prefill; i < n; ++i) run(i, 1);
-  Status st = WriteNpyF32(f.out, logits.data(), {n, c.vocab_size});
-  if (!st.ok()) return Fail(cmd, st);
-  return 0;
+  const Status st = RunExpertParallel(
+      f.ep, [&](Communicator* comm) { return LogitsOnRank(f, *dir, *ids, comm); });
+  return st.ok() ? 0 : Fail(cmd, st);
 }
 
 }  // namespace
@@ -84,7 +107,11 @@ Command RegisterLogits(CLI::App& app) {
   app.add_option("--decode-from", f->decode_from,
                  "Prefill this many tokens, then decode one at a time")
       ->check(CLI::Range(0, std::numeric_limits<int>::max()));
-  app.add_option("--threads", f->threads, "Computing threads")->check(CLI::Range(1, 1024));
+  app.add_option("--threads", f->threads, "Computing threads (per rank)")->check(CLI::Range(1, 1024));
+  app.add_option("--ep", f->ep,
+                 "Expert-parallel ranks: threads of this process, or mpirun's ranks when "
+                 "launched by mpirun (-np must equal --ep)")
+      ->check(CLI::Range(1, 1024));
   app.add_option("--max-model-len", f->max_model_len, "Max tokens (default: the model's)")
       ->check(CLI::Range(1, std::numeric_limits<int>::max()));
   app.add_option("--kv-dtype", f->kv_dtype, "KV cache element type: f32 (default) or fp8 (E4M3)");

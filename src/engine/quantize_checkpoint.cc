@@ -82,7 +82,7 @@ StatusOr<std::map<std::string, float>> Calibrate(const QuantizeOptions& o, const
                                                  std::shared_ptr<const WeightStore> store,
                                                  const std::vector<Module>& modules) {
   MR_ASSIGN_OR_RETURN(const Architecture* arch, FindArchitecture(config.raw, o.model_dir));
-  MR_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, arch->load(config, store));
+  MR_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, arch->load(config, store, {}));
   const std::string tok_path = (fs::path(o.model_dir) / "tokenizer.json").string();
   MR_ASSIGN_OR_RETURN(Tokenizer tokenizer, Tokenizer::FromFile(tok_path));
   std::vector<int32_t> tokens;

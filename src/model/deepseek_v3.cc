@@ -225,7 +225,7 @@ class DeepseekV3Model final : public Model {
   DeepseekV3Model(ModelConfig config, std::shared_ptr<const WeightStore> weights)
       : config_(std::move(config)), weights_(std::move(weights)) {}
 
-  Status Load();
+  Status Load(const ModelLoadOptions& options);
   const ModelConfig& config() const override { return config_; }
   int64_t kv_floats_per_token() const override { return d_.kv_lora_rank + d_.qk_rope; }
   WeightFootprint footprint() const override { return footprint_; }
@@ -279,8 +279,10 @@ Status DeepseekV3Model::GetLinear(const std::string& name, const std::vector<int
   return Status::Ok();
 }
 
-Status DeepseekV3Model::Load() {
+Status DeepseekV3Model::Load(const ModelLoadOptions& options) {
   ModelConfig& c = config_;
+  set_expert_placement(c.num_experts, options);
+  const int e0 = expert_map().first[ep_rank()], e1 = expert_map().first[ep_rank() + 1];
   MR_ASSIGN_OR_RETURN(d_, ParseDeepseek(c, "config.json"));
   const int64_t H = c.hidden_size, nh = c.num_heads;
   MR_RETURN_IF_ERROR(GetNorm("model.embed_tokens.weight", {c.vocab_size, H}, &embed_));
@@ -355,7 +357,7 @@ Status DeepseekV3Model::Load() {
         LoadF32(bias, 0, c.num_experts, L.router_bias.data());
       }
       int64_t expert_bytes = 0;
-      for (int e = 0; e < c.num_experts; ++e) {
+      for (int e = e0; e < e1; ++e) {  // this rank's experts (all of them on one rank)
         const std::string p = "mlp.experts." + std::to_string(e) + ".";
         ExpertWeights w;
         const int64_t b0 = footprint_.total_bytes;
@@ -365,7 +367,7 @@ Status DeepseekV3Model::Load() {
         expert_bytes = footprint_.total_bytes - b0;
         L.experts.push_back(w);
       }
-      active += footprint_.total_bytes - before - c.num_experts * expert_bytes +
+      active += footprint_.total_bytes - before - (e1 - e0) * expert_bytes +
                 c.num_experts_per_tok * expert_bytes;
       if (d_.n_shared_experts > 0) {
         const int64_t S = I * d_.n_shared_experts;
@@ -489,7 +491,7 @@ void DeepseekV3Model::FeedForward(const Layer& L, int64_t T, ThreadPool& pool) {
   } else {
     RouterParams rp = d_.router;
     rp.bias = L.router_bias.empty() ? nullptr : L.router_bias.data();
-    RunMoeLayer({L.router, rp, L.experts, L.has_shared ? &L.shared : nullptr}, x_.data(), T, H,
+    RunMoe({L.router, rp, L.experts, L.has_shared ? &L.shared : nullptr}, x_.data(), T, H,
                 tmp_.data(), pool);
   }
   for (int64_t i = 0; i < T * H; ++i) h_[i] += tmp_[i];
@@ -502,7 +504,7 @@ void DeepseekV3Model::Forward(const ForwardBatch& batch, const KvCacheView& cach
   const int64_t H = c.hidden_size;
   const BatchLayout layout = LayoutBatch(batch);
   const int64_t T = layout.num_rows();
-  if (T == 0) return;
+  if (T == 0 && !expert_parallel()) return;  // EP ranks join every layer's all-to-alls
   h_.resize(static_cast<size_t>(T * H));
   x_.resize(h_.size());
   tmp_.resize(h_.size());
@@ -518,9 +520,10 @@ void DeepseekV3Model::Forward(const ForwardBatch& batch, const KvCacheView& cach
                logits);
 }
 
-StatusOr<std::unique_ptr<Model>> Load(const ModelConfig& c, std::shared_ptr<const WeightStore> w) {
+StatusOr<std::unique_ptr<Model>> Load(const ModelConfig& c, std::shared_ptr<const WeightStore> w,
+                                      const ModelLoadOptions& options) {
   auto model = std::make_unique<DeepseekV3Model>(c, std::move(w));
-  MR_RETURN_IF_ERROR(model->Load());
+  MR_RETURN_IF_ERROR(model->Load(options));
   return std::unique_ptr<Model>(std::move(model));
 }
 

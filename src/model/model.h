@@ -11,7 +11,10 @@
 
 #include "core/thread_pool.h"
 #include "kernels/attention.h"
+#include "comm/communicator.h"
 #include "kernels/matmul.h"
+#include "moe/expert_map.h"
+#include "moe/moe_layer.h"
 #include "model/config.h"
 
 namespace moerack {
@@ -27,6 +30,13 @@ struct SequenceChunk {
 
 struct ForwardBatch {
   std::vector<SequenceChunk> seqs;
+};
+
+// Expert parallelism of a loaded model: which share of the routed experts this
+// rank loaded (ExpertMap::Contiguous over ep_size ranks).
+struct ModelLoadOptions {
+  int ep_rank = 0;
+  int ep_size = 1;
 };
 
 struct WeightFootprint {
@@ -52,8 +62,28 @@ class Model {
   void set_act_dtype(ActDType t) { act_dtype_ = t; }
   ActDType act_dtype() const { return act_dtype_; }
 
+  // Expert parallelism: a model loaded with ep_size > 1 holds only its rank's
+  // routed experts and needs the ranks' communicator (size ep_size) before its
+  // first Forward. Forward is then collective: every rank calls it the same
+  // number of times, with an empty batch when it has no tokens.
+  void set_communicator(Communicator* comm);
+  const ExpertMap& expert_map() const { return expert_map_; }
+  bool expert_parallel() const { return expert_map_.ep_size > 1; }
+
+ protected:
+  // Set by the architecture's loader: the placement and this rank.
+  void set_expert_placement(int num_experts, const ModelLoadOptions& options);
+  int ep_rank() const { return ep_rank_; }
+  // One MoE layer on this rank's tokens: RunMoeLayer, or RunEpMoeLayer across
+  // the ranks (a communication failure aborts the job with its message).
+  void RunMoe(const MoeLayer& layer, const float* x, int64_t num_tokens, int64_t hidden,
+              float* out, ThreadPool& pool);
+
  private:
   ActDType act_dtype_ = ActDType::kF32;
+  ExpertMap expert_map_ = ExpertMap::Contiguous(0, 1);
+  int ep_rank_ = 0;
+  Communicator* comm_ = nullptr;
 };
 
 }  // namespace moerack

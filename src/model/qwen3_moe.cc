@@ -160,8 +160,10 @@ class Qwen3MoeModel final : public Model {
   Qwen3MoeModel(ModelConfig config, Family family, std::shared_ptr<const WeightStore> weights)
       : config_(std::move(config)), family_(family), weights_(std::move(weights)) {}
 
-  Status Load() {
+  Status Load(const ModelLoadOptions& options) {
     const ModelConfig& c = config_;
+    set_expert_placement(c.num_experts, options);
+    const int e0 = expert_map().first[ep_rank()], e1 = expert_map().first[ep_rank() + 1];
     const int64_t H = c.hidden_size, q = int64_t{c.num_heads} * c.head_dim,
                   kv = int64_t{c.num_kv_heads} * c.head_dim;
     auto get = [&](const std::string& name, const std::vector<int64_t>& shape,
@@ -219,7 +221,7 @@ class Qwen3MoeModel final : public Model {
         MR_RETURN_IF_ERROR(
             get(RouterName(family_, l), {c.num_experts, H}, kLinearDTypes, &L.router));
         active += footprint_.total_bytes - before;
-        for (int e = 0; e < c.num_experts; ++e) {
+        for (int e = e0; e < e1; ++e) {  // this rank's experts (all of them on one rank)
           ExpertWeights w;
           MR_RETURN_IF_ERROR(
               linear(ExpertName(family_, l, e, "gate"), I, H, &w.gate));
@@ -228,8 +230,7 @@ class Qwen3MoeModel final : public Model {
               linear(ExpertName(family_, l, e, "down"), H, I, &w.down));
           L.experts.push_back(w);
         }
-        const ExpertWeights& w0 = L.experts[0];
-        active += c.num_experts_per_tok * w0.nbytes();
+        if (!L.experts.empty()) active += c.num_experts_per_tok * L.experts[0].nbytes();
       } else {
         const int64_t I = c.intermediate_size;
         ExpertWeights w;
@@ -357,7 +358,7 @@ void Qwen3MoeModel::FeedForward(const Layer& L, int64_t T, ThreadPool& pool) {
     rp.num_experts = config_.num_experts;
     rp.top_k = config_.num_experts_per_tok;
     rp.renormalize = config_.norm_topk_prob;
-    RunMoeLayer({L.router, rp, L.experts, nullptr}, x_.data(), T, H, tmp_.data(), pool);
+    RunMoe({L.router, rp, L.experts, nullptr}, x_.data(), T, H, tmp_.data(), pool);
   }
   for (int64_t i = 0; i < T * H; ++i) h_[i] += tmp_[i];
 }
@@ -369,7 +370,7 @@ void Qwen3MoeModel::Forward(const ForwardBatch& batch, const KvCacheView& cache,
   const int64_t H = c.hidden_size;
   const BatchLayout layout = LayoutBatch(batch);
   const int64_t T = layout.num_rows();
-  if (T == 0) return;
+  if (T == 0 && !expert_parallel()) return;  // EP ranks join every layer's all-to-alls
   const int64_t nq = int64_t{c.num_heads} * c.head_dim, nkv = int64_t{c.num_kv_heads} * c.head_dim;
   h_.resize(static_cast<size_t>(T * H));
   x_.resize(h_.size());
@@ -399,9 +400,10 @@ std::vector<TensorSpec> Specs(const ModelConfig& c) {
   return TensorSpecs(c, F);
 }
 template <Family F>
-StatusOr<std::unique_ptr<Model>> Load(const ModelConfig& c, std::shared_ptr<const WeightStore> w) {
+StatusOr<std::unique_ptr<Model>> Load(const ModelConfig& c, std::shared_ptr<const WeightStore> w,
+                                      const ModelLoadOptions& options) {
   auto model = std::make_unique<Qwen3MoeModel>(c, F, std::move(w));
-  MR_RETURN_IF_ERROR(model->Load());
+  MR_RETURN_IF_ERROR(model->Load(options));
   return std::unique_ptr<Model>(std::move(model));
 }
 

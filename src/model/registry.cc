@@ -69,11 +69,15 @@ ParameterCount CountParameters(const Architecture& arch, const ModelConfig& conf
   return count;
 }
 
-StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& dir) {
+StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& dir,
+                                           const ModelLoadOptions& options) {
   MR_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(dir));
   MR_ASSIGN_OR_RETURN(std::unique_ptr<WeightStore> store, WeightStore::Open(dir));
   MR_ASSIGN_OR_RETURN(const Architecture* arch, FindArchitecture(config.raw, dir + "/config.json"));
-  return arch->load(config, std::shared_ptr<const WeightStore>(std::move(store)));
+  if (options.ep_size < 1 || options.ep_rank < 0 || options.ep_rank >= options.ep_size)
+    return Error("expert parallelism: rank " + std::to_string(options.ep_rank) + " of " +
+                 std::to_string(options.ep_size));
+  return arch->load(config, std::shared_ptr<const WeightStore>(std::move(store)), options);
 }
 
 }  // namespace moerack

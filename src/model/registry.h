@@ -43,7 +43,8 @@ struct Architecture {
   // Every tensor the model loads (random-model writes exactly these).
   std::vector<TensorSpec> (*tensor_specs)(const ModelConfig& config);
   StatusOr<std::unique_ptr<Model>> (*load)(const ModelConfig& config,
-                                           std::shared_ptr<const WeightStore> weights);
+                                           std::shared_ptr<const WeightStore> weights,
+                                           const ModelLoadOptions& options);
   KvSpec (*kv_spec)(const ModelConfig& config);
 };
 
@@ -62,7 +63,9 @@ struct ParameterCount {
 };
 ParameterCount CountParameters(const Architecture& arch, const ModelConfig& config);
 
-// Loads config.json, generation_config.json and the weights of `dir`.
-StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& dir);
+// Loads config.json, generation_config.json and the weights of `dir` (with
+// ep_size > 1 only rank ep_rank's routed experts).
+StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& dir,
+                                           const ModelLoadOptions& options = {});
 
 }  // namespace moerack

@@ -106,6 +106,27 @@ TEST_P(GoldenCliTest, LogitsCommandMatchesReference) {
   }
 }
 
+// Expert parallelism (LocalComm threads): `logits --ep N` writes exactly the
+// bytes of the single-rank run, prefill and decode (DESIGN.md principle 2).
+TEST_P(GoldenCliTest, ExpertParallelLogitsBitIdentical) {
+  const std::string dir = kData + GetParam();
+  std::string tokens;
+  for (int32_t t : GoldenTokens()) tokens += (tokens.empty() ? "" : ",") + std::to_string(t);
+  auto run = [&](int ep, const std::string& threads) {
+    const std::string out = ::testing::TempDir() + "/ep_logits_" + std::to_string(ep) + ".npy";
+    const std::string cmd = std::string(MOERACK_BINARY) + " logits --model " + dir + " --tokens " +
+                            tokens + " --out " + out + " --decode-from 4 --ep " +
+                            std::to_string(ep) + " --threads " + threads;
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    auto got = ReadNpyF32(out);
+    EXPECT_TRUE(got.ok());
+    return got.ok() ? got->data : std::vector<float>{};
+  };
+  const std::vector<float> one = run(1, "1");
+  ASSERT_FALSE(one.empty());
+  for (int ep : {2, 3, 4}) EXPECT_EQ(run(ep, ep == 3 ? "2" : "1"), one) << "ep " << ep;
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, GoldenCliTest,
                          ::testing::Values("tiny-qwen3-moe", "tiny-deepseek-v3"),
                          testing_util::ParamName{});

@@ -1,0 +1,33 @@
+#include "model/model.h"
+
+#include "core/check.h"
+
+namespace moerack {
+
+void Model::set_communicator(Communicator* comm) {
+  CHECK(comm == nullptr || comm->size() == expert_map_.ep_size)
+      << "communicator of " << comm->size() << " ranks for a model loaded for "
+      << expert_map_.ep_size;
+  CHECK(comm == nullptr || comm->rank() == ep_rank_)
+      << "communicator rank " << comm->rank() << " for a model loaded as rank " << ep_rank_;
+  comm_ = comm;
+}
+
+void Model::set_expert_placement(int num_experts, const ModelLoadOptions& options) {
+  CHECK(options.ep_size >= 1 && options.ep_rank >= 0 && options.ep_rank < options.ep_size);
+  expert_map_ = ExpertMap::Contiguous(num_experts, options.ep_size);
+  ep_rank_ = options.ep_rank;
+}
+
+void Model::RunMoe(const MoeLayer& layer, const float* x, int64_t num_tokens, int64_t hidden,
+                   float* out, ThreadPool& pool) {
+  if (!expert_parallel()) return RunMoeLayer(layer, x, num_tokens, hidden, out, pool);
+  CHECK(comm_ != nullptr) << "expert-parallel model without a communicator";
+  const Status st = RunEpMoeLayer(layer, expert_map_, *comm_, x, num_tokens, hidden, out, pool);
+  if (!st.ok()) {
+    comm_->Abort(st);
+    CHECK(false) << "expert-parallel MoE layer: " << st.message();
+  }
+}
+
+}  // namespace moerack

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# `mpirun -np N moerack logits --ep N` writes exactly the bytes of the
+# single-rank run, for a Qwen3-MoE and a DeepSeek-V3 model; and a rank-count
+# mismatch is a clear error. Args: MPIEXEC MOERACK SOURCE_DIR N
+set -euo pipefail
+mpiexec=$1 bin=$2 src=$3 np=$4
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+tokens=3,17,99,42,7,150,8,64,5,230,11
+for m in tiny-qwen3-moe tiny-deepseek-v3; do
+  "$bin" logits --model "$src/tests/data/$m" --tokens $tokens --decode-from 4 --out "$out/one.npy"
+  "$mpiexec" --oversubscribe --allow-run-as-root -np "$np" \
+    "$bin" logits --model "$src/tests/data/$m" --tokens $tokens --decode-from 4 --ep "$np" \
+    --out "$out/ep.npy"
+  cmp "$out/one.npy" "$out/ep.npy"
+  echo "$m: mpirun -np $np bit-identical"
+done
+if "$mpiexec" --oversubscribe --allow-run-as-root -np "$np" "$bin" logits \
+     --model "$src/tests/data/tiny-qwen3-moe" --tokens 1,2 --ep 3 --out "$out/x.npy" 2>"$out/err"; then
+  echo "mismatched --ep accepted"; exit 1
+fi
+grep -q -- "--ep 3 but mpirun started $np ranks" "$out/err"
