@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "engine/engine.h"
+#include "engine/ep_lockstep.h"
 #include "engine/kv_cache.h"
 #include "model/registry.h"
 
@@ -35,36 +36,32 @@ struct GenerateFlags {
   bool use_tokens = false;  // --tokens was given (possibly empty)
   std::string kv_dtype = "f32";
   std::string act_dtype = "f32";
+  int ep = 1;
 };
 
-int RunGenerate(const GenerateFlags& f) {
-  const std::string cmd = "generate";
-  auto dir = ResolveModelDir(f.model);
-  if (!dir.ok()) return Fail(cmd, dir.status());
-  auto model = LoadModel(*dir);
-  if (!model.ok()) return Fail(cmd, model.status());
-  auto act_dtype = ParseActDType(f.act_dtype);
-  if (!act_dtype.ok()) return Fail(cmd, act_dtype.status());
-  (**model).set_act_dtype(*act_dtype);
-  const ModelConfig& config = (*model)->config();
+// Sequence i of --num-seqs runs on EP rank i % ep (data-parallel attention:
+// each rank holds its sequences' KV cache); rank 0 prints every result in
+// sequence order. With one rank this is the plain engine loop.
+Status GenerateOnRank(const GenerateFlags& f, const std::string& dir, Communicator* comm) {
+  const int rank = comm != nullptr ? comm->rank() : 0, ep = comm != nullptr ? comm->size() : 1;
+  MR_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, LoadModel(dir, {rank, ep}));
+  if (ep > 1) model->set_communicator(comm);
+  MR_ASSIGN_OR_RETURN(const ActDType act_dtype, ParseActDType(f.act_dtype));
+  model->set_act_dtype(act_dtype);
+  const ModelConfig& config = model->config();
 
   std::unique_ptr<Tokenizer> tokenizer;
-  const std::string tok_path = (std::filesystem::path(*dir) / "tokenizer.json").string();
+  const std::string tok_path = (std::filesystem::path(dir) / "tokenizer.json").string();
   if (std::filesystem::exists(tok_path)) {
-    auto t = Tokenizer::FromFile(tok_path);
-    if (!t.ok()) return Fail(cmd, t.status());
-    tokenizer = std::make_unique<Tokenizer>(std::move(t).value());
+    MR_ASSIGN_OR_RETURN(Tokenizer t, Tokenizer::FromFile(tok_path));
+    tokenizer = std::make_unique<Tokenizer>(std::move(t));
   }
   std::vector<int32_t> prompt;
   if (f.use_tokens) {
-    auto ids = ParseTokenList(f.tokens, "--tokens");
-    if (!ids.ok()) return Fail(cmd, ids.status());
-    if (Status st = CheckTokenIds(*ids, config.vocab_size, "--tokens"); !st.ok())
-      return Fail(cmd, st);
-    prompt = *ids;
+    MR_ASSIGN_OR_RETURN(prompt, ParseTokenList(f.tokens, "--tokens"));
+    MR_RETURN_IF_ERROR(CheckTokenIds(prompt, config.vocab_size, "--tokens"));
   } else {
-    if (!tokenizer)
-      return Fail(cmd, Error(tok_path + ": not found; pass --tokens instead of --prompt"));
+    if (!tokenizer) return Error(tok_path + ": not found; pass --tokens instead of --prompt");
     prompt = tokenizer->Encode(f.prompt);
   }
 
@@ -75,49 +72,106 @@ int RunGenerate(const GenerateFlags& f) {
   params.max_tokens = f.max_tokens;
   params.stop = f.stop;
   params.ignore_eos = f.ignore_eos;
-  if (params.top_p <= 0.0f || params.top_p > 1.0f)
-    return Fail(cmd, Error("--top-p must be in (0, 1]"));
+  if (params.top_p <= 0.0f || params.top_p > 1.0f) return Error("--top-p must be in (0, 1]");
 
+  std::vector<int> mine;  // global indices of this rank's sequences
+  for (int i = rank; i < f.num_seqs; i += ep) mine.push_back(i);
+  const int num_local = std::max<int>(1, static_cast<int>(mine.size()));
   EngineConfig ec;
   ec.max_model_len = f.max_model_len > 0 ? f.max_model_len : config.max_position_embeddings;
-  ec.scheduler.max_num_seqs = f.num_seqs;
+  ec.scheduler.max_num_seqs = num_local;
   ec.scheduler.max_num_batched_tokens = f.max_batched_tokens;
   const int64_t per_seq =
       std::min<int64_t>(static_cast<int64_t>(prompt.size()) + f.max_tokens, ec.max_model_len) + 1;
-  const int64_t kv_tokens = f.kv_cache_tokens > 0 ? f.kv_cache_tokens : per_seq * f.num_seqs;
+  const int64_t kv_tokens = f.kv_cache_tokens > 0 ? f.kv_cache_tokens : per_seq * num_local;
   ec.scheduler.num_blocks =
-      (kv_tokens + ec.scheduler.block_size - 1) / ec.scheduler.block_size + f.num_seqs;
-  auto kv_dtype = ParseKvDType(f.kv_dtype);
-  if (!kv_dtype.ok()) return Fail(cmd, kv_dtype.status());
-  CpuExecutor executor(**model, ec.scheduler.num_blocks, ec.scheduler.block_size, f.threads,
-                       *kv_dtype);
+      (kv_tokens + ec.scheduler.block_size - 1) / ec.scheduler.block_size + num_local;
+  MR_ASSIGN_OR_RETURN(const DType kv_dtype, ParseKvDType(f.kv_dtype));
+  CpuExecutor executor(*model, ec.scheduler.num_blocks, ec.scheduler.block_size, f.threads,
+                       kv_dtype);
   Engine engine(config, executor, ec, tokenizer.get());
   std::vector<SeqId> ids;
-  for (int i = 0; i < f.num_seqs; ++i) {
+  for (int i : mine) {
     SamplingParams p = params;
     p.seed = f.seed + static_cast<uint64_t>(i);
-    auto id = engine.AddRequest(prompt, p);
-    if (!id.ok()) return Fail(cmd, id.status());
-    ids.push_back(*id);
+    MR_ASSIGN_OR_RETURN(const SeqId id, engine.AddRequest(prompt, p));
+    ids.push_back(id);
   }
-  engine.RunToCompletion();
-  for (SeqId id : ids) {
-    const SequenceResult& r = engine.Result(id);
-    if (f.output_tokens || !tokenizer) {
-      for (size_t i = 0; i < r.output.size(); ++i) std::cout << (i ? "," : "") << r.output[i];
-    } else {
-      std::cout << r.text;
+  if (ep == 1) {
+    engine.RunToCompletion();
+  } else {
+    // Lockstep: while any rank has sequences, every rank runs a step (an empty
+    // forward pass when it has none) so the MoE all-to-alls line up.
+    for (;;) {
+      MR_ASSIGN_OR_RETURN(const bool any, AnyRankHasWork(*comm, engine.HasWork()));
+      if (!any) break;
+      if (engine.HasWork()) {
+        engine.Step();
+      } else {
+        executor.Execute(StepInput{});
+      }
     }
-    std::cout << "\n";
   }
-  std::cout.flush();
+  auto format = [&](const SequenceResult& r) {
+    std::string line;
+    if (f.output_tokens || !tokenizer) {
+      for (size_t i = 0; i < r.output.size(); ++i) line += (i ? "," : "") + std::to_string(r.output[i]);
+    } else {
+      line = r.text;
+    }
+    return line + "\n";
+  };
+  // Results to rank 0 in sequence order (rank r's k-th sequence is global r + k * ep).
+  std::string text;
+  for (int i = 0; i < f.num_seqs; ++i) {
+    const int owner = i % ep, k = i / ep;
+    if (owner == rank && rank == 0) {
+      text += format(engine.Result(ids[k]));
+    } else if (owner == rank) {
+      const std::string line = format(engine.Result(ids[k]));
+      const int64_t size = static_cast<int64_t>(line.size());
+      MR_RETURN_IF_ERROR(comm->Send(0, 1, &size, sizeof(size)));
+      MR_RETURN_IF_ERROR(comm->Send(0, 2, line.data(), size));
+    } else if (rank == 0) {
+      int64_t size = 0;
+      MR_RETURN_IF_ERROR(comm->Recv(owner, 1, &size, sizeof(size)));
+      std::string line(static_cast<size_t>(size), '\0');
+      MR_RETURN_IF_ERROR(comm->Recv(owner, 2, line.data(), size));
+      text += line;
+    }
+  }
+  // Throughput over all ranks: tokens summed, time of the slowest rank.
   const EngineStats& s = engine.stats();
+  std::vector<double> st = {static_cast<double>(s.prefill_tokens), s.prefill_s,
+                            static_cast<double>(s.decode_tokens), s.decode_s};
+  if (ep > 1) {
+    std::vector<double> all(st.size() * static_cast<size_t>(ep));
+    MR_RETURN_IF_ERROR(comm->AllGather(st.data(), static_cast<int64_t>(st.size() * sizeof(double)),
+                                       all.data()));
+    st.assign(4, 0.0);
+    for (int r = 0; r < ep; ++r) {
+      st[0] += all[r * 4];
+      st[1] = std::max(st[1], all[r * 4 + 1]);
+      st[2] += all[r * 4 + 2];
+      st[3] = std::max(st[3], all[r * 4 + 3]);
+    }
+  }
+  if (rank != 0) return Status::Ok();
+  std::cout << text;
+  std::cout.flush();
   std::fprintf(stderr, "prefill: %lld tok, %.2f tok/s; decode: %lld tok, %.2f tok/s\n",
-               static_cast<long long>(s.prefill_tokens),
-               s.prefill_s > 0 ? s.prefill_tokens / s.prefill_s : 0.0,
-               static_cast<long long>(s.decode_tokens),
-               s.decode_s > 0 ? s.decode_tokens / s.decode_s : 0.0);
-  return 0;
+               static_cast<long long>(st[0]), st[1] > 0 ? st[0] / st[1] : 0.0,
+               static_cast<long long>(st[2]), st[3] > 0 ? st[2] / st[3] : 0.0);
+  return Status::Ok();
+}
+
+int RunGenerate(const GenerateFlags& f) {
+  const std::string cmd = "generate";
+  auto dir = ResolveModelDir(f.model);
+  if (!dir.ok()) return Fail(cmd, dir.status());
+  const Status st =
+      RunExpertParallel(f.ep, [&](Communicator* comm) { return GenerateOnRank(f, *dir, comm); });
+  return st.ok() ? 0 : Fail(cmd, st);
 }
 
 }  // namespace
@@ -140,7 +194,11 @@ Command RegisterGenerate(CLI::App& app) {
   app.add_flag("--ignore-eos", f->ignore_eos, "Keep generating after EOS");
   app.add_option("--num-seqs", f->num_seqs, "Copies of the request, batched")
       ->check(CLI::Range(1, 4096));
-  app.add_option("--threads", f->threads, "Computing threads")->check(CLI::Range(1, 1024));
+  app.add_option("--threads", f->threads, "Computing threads (per rank)")->check(CLI::Range(1, 1024));
+  app.add_option("--ep", f->ep,
+                 "Expert-parallel ranks (sequence i runs on rank i % ep): threads of this "
+                 "process, or mpirun's ranks when launched by mpirun (-np must equal --ep)")
+      ->check(CLI::Range(1, 1024));
   app.add_option("--max-model-len", f->max_model_len,
                  "Max prompt + generated tokens (default: the model's)")
       ->check(CLI::Range(1, std::numeric_limits<int>::max()));

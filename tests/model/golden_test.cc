@@ -127,6 +127,27 @@ TEST_P(GoldenCliTest, ExpertParallelLogitsBitIdentical) {
   for (int ep : {2, 3, 4}) EXPECT_EQ(run(ep, ep == 3 ? "2" : "1"), one) << "ep " << ep;
 }
 
+// `generate --ep N`: sequence i on rank i % N (data-parallel attention), experts
+// spread; sampled tokens equal the single-rank run's, including ranks without sequences.
+TEST_P(GoldenCliTest, ExpertParallelGenerateBitIdentical) {
+  const std::string dir = kData + GetParam();
+  auto run = [&](int ep, int num_seqs) {
+    const std::string out = ::testing::TempDir() + "/ep_gen_" + std::to_string(ep) + ".txt";
+    const std::string cmd = std::string(MOERACK_BINARY) + " generate --model " + dir +
+                            " --tokens 3,4,5,6,7 --max-tokens 9 --ignore-eos --output-tokens" +
+                            " --temperature 0.8 --seed 5 --num-seqs " + std::to_string(num_seqs) +
+                            " --ep " + std::to_string(ep) + " >" + out + " 2>/dev/null";
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    auto text = ReadFileToString(out);
+    return text.ok() ? *text : std::string();
+  };
+  for (int num_seqs : {1, 5}) {
+    const std::string one = run(1, num_seqs);
+    ASSERT_FALSE(one.empty());
+    for (int ep : {2, 3}) EXPECT_EQ(run(ep, num_seqs), one) << "ep " << ep << " seqs " << num_seqs;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, GoldenCliTest,
                          ::testing::Values("tiny-qwen3-moe", "tiny-deepseek-v3"),
                          testing_util::ParamName{});

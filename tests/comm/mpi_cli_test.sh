@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# `mpirun -np N moerack logits --ep N` writes exactly the bytes of the
-# single-rank run, for a Qwen3-MoE and a DeepSeek-V3 model; and a rank-count
-# mismatch is a clear error. Args: MPIEXEC MOERACK SOURCE_DIR N
+# `mpirun -np N moerack logits|generate --ep N` writes exactly the bytes of
+# the single-rank run, for a Qwen3-MoE and a DeepSeek-V3 model; and a
+# rank-count mismatch is a clear error. Args: MPIEXEC MOERACK SOURCE_DIR N
 set -euo pipefail
 mpiexec=$1 bin=$2 src=$3 np=$4
 out=$(mktemp -d)
@@ -13,7 +13,13 @@ for m in tiny-qwen3-moe tiny-deepseek-v3; do
     "$bin" logits --model "$src/tests/data/$m" --tokens $tokens --decode-from 4 --ep "$np" \
     --out "$out/ep.npy"
   cmp "$out/one.npy" "$out/ep.npy"
-  echo "$m: mpirun -np $np bit-identical"
+  gen=(generate --model "$src/tests/data/$m" --tokens 3,4,5 --max-tokens 8 --ignore-eos
+       --output-tokens --temperature 0.8 --seed 2 --num-seqs 5)
+  "$bin" "${gen[@]}" >"$out/one.txt" 2>/dev/null
+  "$mpiexec" --oversubscribe --allow-run-as-root -np "$np" "$bin" "${gen[@]}" --ep "$np" \
+    >"$out/ep.txt" 2>/dev/null
+  cmp "$out/one.txt" "$out/ep.txt"
+  echo "$m: mpirun -np $np logits and generate bit-identical"
 done
 if "$mpiexec" --oversubscribe --allow-run-as-root -np "$np" "$bin" logits \
      --model "$src/tests/data/tiny-qwen3-moe" --tokens 1,2 --ep 3 --out "$out/x.npy" 2>"$out/err"; then
