@@ -14,7 +14,9 @@ namespace moerack {
 
 class MappedFile {
  public:
-  static StatusOr<std::unique_ptr<MappedFile>> Open(const std::string& path);
+  // populate: fault every page in now (MAP_POPULATE); otherwise pages come in
+  // on first touch, so a process that reads part of the file holds only that part.
+  static StatusOr<std::unique_ptr<MappedFile>> Open(const std::string& path, bool populate = true);
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;

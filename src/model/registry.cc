@@ -72,7 +72,9 @@ ParameterCount CountParameters(const Architecture& arch, const ModelConfig& conf
 StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& dir,
                                            const ModelLoadOptions& options) {
   MR_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(dir));
-  MR_ASSIGN_OR_RETURN(std::unique_ptr<WeightStore> store, WeightStore::Open(dir));
+  // Expert-parallel ranks map the file lazily: only their experts become resident.
+  MR_ASSIGN_OR_RETURN(std::unique_ptr<WeightStore> store,
+                      WeightStore::Open(dir, /*populate=*/options.ep_size == 1));
   MR_ASSIGN_OR_RETURN(const Architecture* arch, FindArchitecture(config.raw, dir + "/config.json"));
   if (options.ep_size < 1 || options.ep_rank < 0 || options.ep_rank >= options.ep_size)
     return Error("expert parallelism: rank " + std::to_string(options.ep_rank) + " of " +

@@ -111,8 +111,8 @@ StatusOr<std::vector<SafetensorsEntry>> ParseSafetensorsHeader(const uint8_t* by
   return entries;
 }
 
-Status WeightStore::AddFile(const std::string& path) {
-  MR_ASSIGN_OR_RETURN(auto file, MappedFile::Open(path));
+Status WeightStore::AddFile(const std::string& path, bool populate) {
+  MR_ASSIGN_OR_RETURN(auto file, MappedFile::Open(path, populate));
   size_t data_offset = 0;
   auto entries = ParseSafetensorsHeader(file->data(), file->size(), &data_offset);
   if (!entries.ok()) return entries.status().WithContext(path);
@@ -143,13 +143,13 @@ Status WeightStore::AddFile(const std::string& path) {
 }
 
 StatusOr<std::unique_ptr<WeightStore>> WeightStore::OpenFiles(
-    const std::vector<std::string>& files) {
+    const std::vector<std::string>& files, bool populate) {
   std::unique_ptr<WeightStore> store(new WeightStore());
-  for (const auto& f : files) MR_RETURN_IF_ERROR(store->AddFile(f));
+  for (const auto& f : files) MR_RETURN_IF_ERROR(store->AddFile(f, populate));
   return store;
 }
 
-StatusOr<std::unique_ptr<WeightStore>> WeightStore::Open(const std::string& dir) {
+StatusOr<std::unique_ptr<WeightStore>> WeightStore::Open(const std::string& dir, bool populate) {
   if (!fs::is_directory(dir)) return Error(dir + ": model directory not found");
   std::vector<std::string> files;
   const fs::path index = fs::path(dir) / "model.safetensors.index.json";
@@ -169,7 +169,7 @@ StatusOr<std::unique_ptr<WeightStore>> WeightStore::Open(const std::string& dir)
       shards.insert(shard);
     }
     for (const auto& s : shards) files.push_back((fs::path(dir) / s).string());
-    MR_ASSIGN_OR_RETURN(auto store, OpenFiles(files));
+    MR_ASSIGN_OR_RETURN(auto store, OpenFiles(files, populate));
     // The index must agree with the shards' own headers.
     for (const auto& [name, file] : j["weight_map"].items()) {
       const std::string shard = (fs::path(dir) / file.get<std::string>()).string();
@@ -188,7 +188,7 @@ StatusOr<std::unique_ptr<WeightStore>> WeightStore::Open(const std::string& dir)
     std::sort(files.begin(), files.end());
   }
   if (files.empty()) return Error(dir + ": no *.safetensors files");
-  return OpenFiles(files);
+  return OpenFiles(files, populate);
 }
 
 StatusOr<TensorView> WeightStore::Get(const std::string& name) const {

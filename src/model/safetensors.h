@@ -36,9 +36,12 @@ StatusOr<std::vector<SafetensorsEntry>> ParseSafetensorsHeader(const uint8_t* by
 class WeightStore {
  public:
   // Opens `dir`/model.safetensors.index.json if present, else every *.safetensors in dir.
-  static StatusOr<std::unique_ptr<WeightStore>> Open(const std::string& dir);
+  // populate: fault all pages in at open (MappedFile); false for expert-parallel
+  // ranks, which touch only their own experts.
+  static StatusOr<std::unique_ptr<WeightStore>> Open(const std::string& dir, bool populate = true);
   // Opens explicit files (tests).
-  static StatusOr<std::unique_ptr<WeightStore>> OpenFiles(const std::vector<std::string>& files);
+  static StatusOr<std::unique_ptr<WeightStore>> OpenFiles(const std::vector<std::string>& files,
+                                                          bool populate = true);
 
   bool Has(const std::string& name) const { return tensors_.count(name) > 0; }
   // The tensor, or an error naming it when it is missing.
@@ -54,7 +57,7 @@ class WeightStore {
     TensorView view;
     std::string file;
   };
-  Status AddFile(const std::string& path);
+  Status AddFile(const std::string& path, bool populate = true);
 
   std::vector<std::unique_ptr<MappedFile>> files_;
   std::vector<std::unique_ptr<uint8_t[]>> copies_;  // misaligned tensors

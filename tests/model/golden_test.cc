@@ -4,6 +4,7 @@
 // models are small random checkpoints made by `moerack random-model` from the
 // configs next to them; the tokens are in tests/data/golden_tokens.txt.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <fstream>
@@ -95,7 +96,8 @@ TEST_P(GoldenCliTest, LogitsCommandMatchesReference) {
   std::string tokens;
   for (int32_t t : GoldenTokens()) tokens += (tokens.empty() ? "" : ",") + std::to_string(t);
   for (const std::string extra : {"", " --decode-from 3 --threads 2"}) {
-    const std::string out = ::testing::TempDir() + "/cli_logits.npy";
+    const std::string out = ::testing::TempDir() + "/cli_logits_" + GetParam() + "_" +
+                            std::to_string(getpid()) + ".npy";
     const std::string cmd = std::string(MOERACK_BINARY) + " logits --model " + dir + " --tokens " +
                             tokens + " --out " + out + extra;
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
@@ -113,13 +115,15 @@ TEST_P(GoldenCliTest, ExpertParallelLogitsBitIdentical) {
   std::string tokens;
   for (int32_t t : GoldenTokens()) tokens += (tokens.empty() ? "" : ",") + std::to_string(t);
   auto run = [&](int ep, const std::string& threads) {
-    const std::string out = ::testing::TempDir() + "/ep_logits_" + std::to_string(ep) + ".npy";
+    const std::string out = ::testing::TempDir() + "/ep_logits_" + GetParam() + "_" +
+                            std::to_string(ep) + "_" + std::to_string(getpid()) + ".npy";
     const std::string cmd = std::string(MOERACK_BINARY) + " logits --model " + dir + " --tokens " +
                             tokens + " --out " + out + " --decode-from 4 --ep " +
                             std::to_string(ep) + " --threads " + threads;
     EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
     auto got = ReadNpyF32(out);
     EXPECT_TRUE(got.ok());
+    std::remove(out.c_str());
     return got.ok() ? got->data : std::vector<float>{};
   };
   const std::vector<float> one = run(1, "1");
@@ -132,13 +136,15 @@ TEST_P(GoldenCliTest, ExpertParallelLogitsBitIdentical) {
 TEST_P(GoldenCliTest, ExpertParallelGenerateBitIdentical) {
   const std::string dir = kData + GetParam();
   auto run = [&](int ep, int num_seqs) {
-    const std::string out = ::testing::TempDir() + "/ep_gen_" + std::to_string(ep) + ".txt";
+    const std::string out = ::testing::TempDir() + "/ep_gen_" + GetParam() + "_" +
+                            std::to_string(ep) + "_" + std::to_string(getpid()) + ".txt";
     const std::string cmd = std::string(MOERACK_BINARY) + " generate --model " + dir +
                             " --tokens 3,4,5,6,7 --max-tokens 9 --ignore-eos --output-tokens" +
                             " --temperature 0.8 --seed 5 --num-seqs " + std::to_string(num_seqs) +
                             " --ep " + std::to_string(ep) + " >" + out + " 2>/dev/null";
     EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
     auto text = ReadFileToString(out);
+    std::remove(out.c_str());
     return text.ok() ? *text : std::string();
   };
   for (int num_seqs : {1, 5}) {
