@@ -1,6 +1,7 @@
 #include "quant/fp8.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <string>
 
@@ -14,7 +15,7 @@ float Fp8E4M3ToF32(uint8_t v) {
   return sign ? -mag : mag;
 }
 
-uint8_t F32ToFp8E4M3(float f) {
+uint8_t F32ToFp8E4M3Reference(float f) {
   if (std::isnan(f)) return 0x7f;
   const uint8_t sign = std::signbit(f) ? 0x80 : 0x00;
   const float a = std::min(std::fabs(f), kFp8E4M3Max);
@@ -30,6 +31,27 @@ uint8_t F32ToFp8E4M3(float f) {
   if (qe < -6) return sign | static_cast<uint8_t>(q / std::ldexp(1.0f, -9));  // subnormal
   const int mant = static_cast<int>(std::ldexp(q, -qe) * 8.0f) - 8;
   return sign | static_cast<uint8_t>(((qe + 7) << 3) | mant);
+}
+
+uint8_t F32ToFp8E4M3(float f) {
+  const uint32_t bits = std::bit_cast<uint32_t>(f);
+  const uint8_t sign = static_cast<uint8_t>((bits >> 24) & 0x80);
+  const uint32_t abs_bits = bits & 0x7fffffffu;
+  if (abs_bits > 0x7f800000u) return 0x7f;     // NaN
+  if (abs_bits >= 0x43e00000u) return sign | 0x7e;  // >= 448 (and inf): saturate
+  if (abs_bits < 0x3c800000u) {                // < 2^-6: subnormal steps of 2^-9
+    // Adding 2^23 rounds a * 2^9 to an integer, ties to even (the default mode).
+    const float a = std::bit_cast<float>(abs_bits) * 512.0f;
+    const uint32_t m = static_cast<uint32_t>((a + 8388608.0f) - 8388608.0f);
+    return sign | static_cast<uint8_t>(m);     // m == 8 is 2^-6, the first normal
+  }
+  // Normal: keep 3 of the 23 mantissa bits, rounding to nearest even; a carry
+  // moves into the exponent, which the encoding absorbs.
+  const uint32_t exp = (abs_bits >> 23) - 127 + 7;  // 1..15
+  const uint32_t mant = abs_bits & 0x7fffffu;
+  const uint32_t rounded = ((exp << 23) | mant) + 0x7ffffu + ((mant >> 20) & 1u);
+  const uint32_t code = rounded >> 20;  // exponent (4 bits) and mantissa (3 bits)
+  return sign | static_cast<uint8_t>(code > 0x7e ? 0x7e : code);
 }
 
 StatusOr<std::vector<float>> DequantizeBlockFp8(const TensorView& weight,

@@ -15,8 +15,11 @@ namespace moerack {
 inline constexpr float kFp8E4M3Max = 448.0f;
 
 float Fp8E4M3ToF32(uint8_t v);
-// Round-to-nearest-even, saturating to ±448; NaN stays NaN.
+// Round-to-nearest-even, saturating to ±448; NaN stays NaN. Bit manipulation
+// (a few ns); F32ToFp8E4M3Reference is the arithmetic definition it is tested
+// against.
 uint8_t F32ToFp8E4M3(float f);
+uint8_t F32ToFp8E4M3Reference(float f);
 
 // A block-quantized weight: `weight` F8_E4M3 [N, K] and `scale_inv` F32
 // [ceil(N / block_n), ceil(K / block_k)]. Returns W in f32, [N, K] row-major.
