@@ -22,6 +22,7 @@ struct EvalFlags {
   bool json = false;
   std::string kv_dtype = "f32";
   std::string act_dtype = "f32";
+  std::string dispatch_dtype = "f32";
 };
 
 int RunEval(const EvalFlags& f) {
@@ -33,6 +34,9 @@ int RunEval(const EvalFlags& f) {
   auto act_dtype = ParseActDType(f.act_dtype);
   if (!act_dtype.ok()) return Fail(cmd, act_dtype.status());
   (**model).set_act_dtype(*act_dtype);
+  auto dispatch_dtype = ParseDispatchDType(f.dispatch_dtype);
+  if (!dispatch_dtype.ok()) return Fail(cmd, dispatch_dtype.status());
+  (**model).set_dispatch_dtype(*dispatch_dtype);
   auto tokenizer = Tokenizer::FromFile((std::filesystem::path(*dir) / "tokenizer.json").string());
   if (!tokenizer.ok()) return Fail(cmd, tokenizer.status());
   auto text = ReadFileToString(f.text);
@@ -88,6 +92,9 @@ Command RegisterEval(CLI::App& app) {
   app.add_option("--kv-dtype", f->kv_dtype, "KV cache element type of the model: f32 or fp8");
   app.add_option("--act-dtype", f->act_dtype,
                  "Activation precision of the matmuls: f32 (default) or bf16 (AVX512-BF16 kernels)");
+  app.add_option("--dispatch-dtype", f->dispatch_dtype,
+                 "Token rows as the experts see them: f32 (default), bf16 or fp8 (what an "
+                 "expert-parallel dispatch in that type computes)");
   app.add_flag("--json", f->json, "One JSON line instead of text");
   return [f] { return RunEval(*f); };
 }

@@ -37,6 +37,7 @@ struct GenerateFlags {
   std::string kv_dtype = "f32";
   std::string act_dtype = "f32";
   int ep = 1;
+  std::string dispatch_dtype = "f32";
 };
 
 // Sequence i of --num-seqs runs on EP rank i % ep (data-parallel attention:
@@ -47,6 +48,8 @@ Status GenerateOnRank(const GenerateFlags& f, const std::string& dir, Communicat
   MR_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, LoadModel(dir, {rank, ep}));
   if (ep > 1) model->set_communicator(comm);
   MR_ASSIGN_OR_RETURN(const ActDType act_dtype, ParseActDType(f.act_dtype));
+  MR_ASSIGN_OR_RETURN(const DispatchDType dispatch_dtype, ParseDispatchDType(f.dispatch_dtype));
+  model->set_dispatch_dtype(dispatch_dtype);
   model->set_act_dtype(act_dtype);
   const ModelConfig& config = model->config();
 
@@ -199,6 +202,8 @@ Command RegisterGenerate(CLI::App& app) {
                  "Expert-parallel ranks (sequence i runs on rank i % ep): threads of this "
                  "process, or mpirun's ranks when launched by mpirun (-np must equal --ep)")
       ->check(CLI::Range(1, 1024));
+  app.add_option("--dispatch-dtype", f->dispatch_dtype,
+                 "Token rows sent to the experts: f32 (default), bf16 or fp8 (also on one rank)");
   app.add_option("--max-model-len", f->max_model_len,
                  "Max prompt + generated tokens (default: the model's)")
       ->check(CLI::Range(1, std::numeric_limits<int>::max()));

@@ -24,6 +24,7 @@ struct LogitsFlags {
   std::string kv_dtype = "f32";
   std::string act_dtype = "f32";
   int ep = 1;
+  std::string dispatch_dtype = "f32";
 };
 
 // One rank's share: the whole sequence on rank 0; with --ep N > 1 the other
@@ -36,6 +37,8 @@ Status LogitsOnRank(const LogitsFlags& f, const std::string& dir, const std::vec
   Model& model = *loaded;
   if (comm != nullptr && comm->size() > 1) model.set_communicator(comm);
   MR_ASSIGN_OR_RETURN(const ActDType act_dtype, ParseActDType(f.act_dtype));
+  MR_ASSIGN_OR_RETURN(const DispatchDType dispatch_dtype, ParseDispatchDType(f.dispatch_dtype));
+  model.set_dispatch_dtype(dispatch_dtype);
   model.set_act_dtype(act_dtype);
   const ModelConfig& c = model.config();
   const int64_t n = static_cast<int64_t>(ids.size());
@@ -112,6 +115,8 @@ Command RegisterLogits(CLI::App& app) {
                  "Expert-parallel ranks: threads of this process, or mpirun's ranks when "
                  "launched by mpirun (-np must equal --ep)")
       ->check(CLI::Range(1, 1024));
+  app.add_option("--dispatch-dtype", f->dispatch_dtype,
+                 "Token rows sent to the experts: f32 (default), bf16 or fp8 (also on one rank)");
   app.add_option("--max-model-len", f->max_model_len, "Max tokens (default: the model's)")
       ->check(CLI::Range(1, std::numeric_limits<int>::max()));
   app.add_option("--kv-dtype", f->kv_dtype, "KV cache element type: f32 (default) or fp8 (E4M3)");

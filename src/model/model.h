@@ -67,6 +67,9 @@ class Model {
   // first Forward. Forward is then collective: every rank calls it the same
   // number of times, with an empty batch when it has no tokens.
   void set_communicator(Communicator* comm);
+  // Precision of the token rows dispatched to the experts (moe/dispatch.h);
+  // applied on one rank too, so EP stays bit-identical per setting.
+  void set_dispatch_dtype(DispatchDType t) { dispatch_dtype_ = t; }
   const ExpertMap& expert_map() const { return expert_map_; }
   bool expert_parallel() const { return expert_map_.ep_size > 1; }
 
@@ -84,6 +87,7 @@ class Model {
   ExpertMap expert_map_ = ExpertMap::Contiguous(0, 1);
   int ep_rank_ = 0;
   Communicator* comm_ = nullptr;
+  DispatchDType dispatch_dtype_ = DispatchDType::kF32;
 };
 
 }  // namespace moerack

@@ -8,8 +8,10 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
+#include "core/status.h"
 #include "core/thread_pool.h"
 #include "moe/router.h"
 
@@ -26,6 +28,22 @@ struct DispatchPlan {
 
 // Groups rows by expert; within an expert, rows are in (token, slot) order.
 DispatchPlan PlanDispatch(const RoutingResult& routing, int num_experts);
+
+// Precision of the token rows sent to the experts (--dispatch-dtype): f32 (exact),
+// bf16 (half the bytes) or fp8 (E4M3 with a per-row f32 scale amax / 448, about
+// a quarter). A numerics choice applied identically on one rank, where the rows
+// are rounded the same way without being sent, so expert parallelism stays
+// bit-identical to one rank under each setting.
+enum class DispatchDType : uint8_t { kF32, kBF16, kFP8 };
+StatusOr<DispatchDType> ParseDispatchDType(const std::string& name);
+// Bytes one encoded row of `hidden` values takes.
+int64_t DispatchRowBytes(DispatchDType dtype, int64_t hidden);
+void EncodeRows(const float* rows, int64_t num_rows, int64_t hidden, DispatchDType dtype,
+                uint8_t* out);
+void DecodeRows(const uint8_t* in, int64_t num_rows, int64_t hidden, DispatchDType dtype,
+                float* rows);
+// rows <- Decode(Encode(rows)): what the experts see after a dispatch in `dtype`.
+void RoundRows(float* rows, int64_t num_rows, int64_t hidden, DispatchDType dtype);
 
 // dispatched[row] = x[row_token[row]]; dispatched is [rows, hidden].
 void DispatchTokens(const DispatchPlan& plan, const float* x, int64_t hidden,

@@ -45,25 +45,29 @@ StatusOr<EpDispatchHandle> PlanEpDispatch(const RoutingResult& routing, const Ex
 
 namespace {
 
-std::vector<int64_t> Bytes(const std::vector<int64_t>& rows, int64_t hidden) {
+std::vector<int64_t> Bytes(const std::vector<int64_t>& rows, int64_t row_bytes) {
   std::vector<int64_t> b(rows.size());
-  for (size_t i = 0; i < rows.size(); ++i) b[i] = rows[i] * hidden * static_cast<int64_t>(sizeof(float));
+  for (size_t i = 0; i < rows.size(); ++i) b[i] = rows[i] * row_bytes;
   return b;
 }
 
 }  // namespace
 
-Status EpDispatch(const EpDispatchHandle& h, const float* x, int64_t hidden, Communicator& comm,
-                  std::vector<float>* rows) {
-  std::vector<float> send;
-  DispatchTokens(h.plan, x, hidden, &send);
+Status EpDispatch(const EpDispatchHandle& h, const float* x, int64_t hidden, DispatchDType dtype,
+                  Communicator& comm, std::vector<float>* rows) {
+  std::vector<float> dispatched;
+  DispatchTokens(h.plan, x, hidden, &dispatched);
+  const int64_t sent = static_cast<int64_t>(h.plan.row_token.size());
   const int64_t received = static_cast<int64_t>(h.grouped_row.size());
-  std::vector<float> recv(static_cast<size_t>(received * hidden));
-  MR_RETURN_IF_ERROR(
-      comm.AllToAllV(send.data(), Bytes(h.send_rows, hidden), recv.data(), Bytes(h.recv_rows, hidden)));
-  rows->resize(recv.size());
+  const int64_t row_bytes = DispatchRowBytes(dtype, hidden);
+  std::vector<uint8_t> send(static_cast<size_t>(sent * row_bytes));
+  EncodeRows(dispatched.data(), sent, hidden, dtype, send.data());
+  std::vector<uint8_t> recv(static_cast<size_t>(received * row_bytes));
+  MR_RETURN_IF_ERROR(comm.AllToAllV(send.data(), Bytes(h.send_rows, row_bytes), recv.data(),
+                                    Bytes(h.recv_rows, row_bytes)));
+  rows->resize(static_cast<size_t>(received * hidden));
   for (int64_t i = 0; i < received; ++i)
-    std::copy_n(recv.data() + i * hidden, hidden, rows->data() + h.grouped_row[i] * hidden);
+    DecodeRows(recv.data() + i * row_bytes, 1, hidden, dtype, rows->data() + h.grouped_row[i] * hidden);
   return Status::Ok();
 }
 
@@ -74,8 +78,9 @@ Status EpCombine(const EpDispatchHandle& h, const float* expert_out, int64_t hid
   for (int64_t i = 0; i < received; ++i)
     std::copy_n(expert_out + h.grouped_row[i] * hidden, hidden, send.data() + i * hidden);
   out->resize(h.plan.row_token.size() * static_cast<size_t>(hidden));
-  return comm.AllToAllV(send.data(), Bytes(h.recv_rows, hidden), out->data(),
-                        Bytes(h.send_rows, hidden));
+  const int64_t row_bytes = hidden * static_cast<int64_t>(sizeof(float));
+  return comm.AllToAllV(send.data(), Bytes(h.recv_rows, row_bytes), out->data(),
+                        Bytes(h.send_rows, row_bytes));
 }
 
 }  // namespace moerack

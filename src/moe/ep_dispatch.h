@@ -37,10 +37,11 @@ struct EpDispatchHandle {
 StatusOr<EpDispatchHandle> PlanEpDispatch(const RoutingResult& routing, const ExpertMap& map,
                                           Communicator& comm);
 
-// x: this rank's tokens [T, hidden]. *rows gets [received rows, hidden], grouped
-// by local expert as handle.local_offsets says.
+// x: this rank's tokens [T, hidden], sent encoded in `dtype`. *rows gets
+// [received rows, hidden] (decoded), grouped by local expert as
+// handle.local_offsets says.
 Status EpDispatch(const EpDispatchHandle& handle, const float* x, int64_t hidden,
-                  Communicator& comm, std::vector<float>* rows);
+                  DispatchDType dtype, Communicator& comm, std::vector<float>* rows);
 
 // expert_out: [received rows, hidden] in EpDispatch's grouped order. *out gets
 // [this rank's dispatched rows, hidden] in handle.plan's row order.

@@ -50,6 +50,7 @@ void RunMoeLayer(const MoeLayer& layer, const float* x, int64_t T, int64_t H, fl
   const DispatchPlan plan = PlanDispatch(routing, E);
   std::vector<float> rows;
   DispatchTokens(plan, x, H, &rows);
+  RoundRows(rows.data(), static_cast<int64_t>(plan.row_token.size()), H, layer.dispatch_dtype);
   const ExpertOutputs e = RunExperts(layer, std::move(rows), plan.expert_offsets, x, T, H, pool);
   CombineExpertOutputs(plan, routing, e.out.data(), H, out, pool);
   AddShared(layer, e, T, H, out);
@@ -66,7 +67,7 @@ Status RunEpMoeLayer(const MoeLayer& layer, const ExpertMap& map, Communicator& 
   RouteTopK(router_logits.data(), T, layer.routing, &routing);
   MR_ASSIGN_OR_RETURN(EpDispatchHandle handle, PlanEpDispatch(routing, map, comm));
   std::vector<float> rows;
-  MR_RETURN_IF_ERROR(EpDispatch(handle, x, H, comm, &rows));
+  MR_RETURN_IF_ERROR(EpDispatch(handle, x, H, layer.dispatch_dtype, comm, &rows));
   // The shared expert rides in the same grouped GEMM as on one rank.
   const ExpertOutputs e = RunExperts(layer, std::move(rows), handle.local_offsets, x, T, H, pool);
   std::vector<float> mine;

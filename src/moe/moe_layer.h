@@ -12,6 +12,7 @@
 #include "core/thread_pool.h"
 #include "comm/communicator.h"
 #include "kernels/expert_ffn.h"
+#include "moe/dispatch.h"
 #include "moe/expert_map.h"
 #include "moe/router.h"
 
@@ -22,6 +23,7 @@ struct MoeLayer {
   RouterParams routing;                    // bias (if any) included
   std::span<const ExpertWeights> experts;  // routed experts
   const ExpertWeights* shared = nullptr;   // optional shared expert
+  DispatchDType dispatch_dtype = DispatchDType::kF32;  // rows as the experts see them
 };
 
 // out[t] = sum over top-k slots of weight * expert(x[t]) (+ shared(x[t])); x, out [T, hidden].

@@ -109,26 +109,31 @@ TEST_P(GoldenCliTest, LogitsCommandMatchesReference) {
 }
 
 // Expert parallelism (LocalComm threads): `logits --ep N` writes exactly the
-// bytes of the single-rank run, prefill and decode (DESIGN.md principle 2).
+// bytes of the single-rank run, prefill and decode (DESIGN.md principle 2),
+// also with rows dispatched in FP8 (rounded the same way on one rank).
 TEST_P(GoldenCliTest, ExpertParallelLogitsBitIdentical) {
   const std::string dir = kData + GetParam();
   std::string tokens;
   for (int32_t t : GoldenTokens()) tokens += (tokens.empty() ? "" : ",") + std::to_string(t);
-  auto run = [&](int ep, const std::string& threads) {
+  auto run = [&](int ep, const std::string& threads, const std::string& dispatch) {
     const std::string out = ::testing::TempDir() + "/ep_logits_" + GetParam() + "_" +
                             std::to_string(ep) + "_" + std::to_string(getpid()) + ".npy";
     const std::string cmd = std::string(MOERACK_BINARY) + " logits --model " + dir + " --tokens " +
                             tokens + " --out " + out + " --decode-from 4 --ep " +
-                            std::to_string(ep) + " --threads " + threads;
+                            std::to_string(ep) + " --threads " + threads + " --dispatch-dtype " +
+                            dispatch;
     EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
     auto got = ReadNpyF32(out);
     EXPECT_TRUE(got.ok());
     std::remove(out.c_str());
     return got.ok() ? got->data : std::vector<float>{};
   };
-  const std::vector<float> one = run(1, "1");
-  ASSERT_FALSE(one.empty());
-  for (int ep : {2, 3, 4}) EXPECT_EQ(run(ep, ep == 3 ? "2" : "1"), one) << "ep " << ep;
+  for (const std::string dispatch : {"f32", "fp8"}) {
+    const std::vector<float> one = run(1, "1", dispatch);
+    ASSERT_FALSE(one.empty());
+    for (int ep : {2, 3, 4})
+      EXPECT_EQ(run(ep, ep == 3 ? "2" : "1", dispatch), one) << "ep " << ep << " " << dispatch;
+  }
 }
 
 // `generate --ep N`: sequence i on rank i % N (data-parallel attention), experts

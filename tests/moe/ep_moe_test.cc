@@ -23,7 +23,8 @@ class EpMoeTest : public ::testing::TestWithParam<int> {};
 TEST_P(EpMoeTest, BitIdenticalToSingleRank) {
   const int ep = GetParam();
   const Weights w = MakeWeights();
-  for (bool shared : {false, true}) {
+  for (auto [shared, dtype] : {std::pair{false, DispatchDType::kF32}, {true, DispatchDType::kF32},
+                               {false, DispatchDType::kBF16}, {true, DispatchDType::kFP8}}) {
     const ExpertMap map = ExpertMap::Contiguous(kExperts, ep);
     std::vector<std::vector<float>> got(ep);
     const Status st = LocalCommGroup::Run(ep, [&](Communicator& c) -> Status {
@@ -34,8 +35,8 @@ TEST_P(EpMoeTest, BitIdenticalToSingleRank) {
       got[r].resize(x.size());
       // Two layers in a row: the collectives line up call after call.
       for (int layer = 0; layer < 2; ++layer)
-        MR_RETURN_IF_ERROR(RunEpMoeLayer(Layer(w, local, shared), map, c, x.data(), TokensOf(r),
-                                         kHidden, got[r].data(), pool));
+        MR_RETURN_IF_ERROR(RunEpMoeLayer(Layer(w, local, shared, dtype), map, c, x.data(),
+                                         TokensOf(r), kHidden, got[r].data(), pool));
       return Status::Ok();
     });
     ASSERT_TRUE(st.ok()) << st.message();
@@ -43,8 +44,15 @@ TEST_P(EpMoeTest, BitIdenticalToSingleRank) {
     for (int r = 0; r < ep; ++r) {
       const std::vector<float> x = TokensFor(r);
       std::vector<float> want(x.size());
-      RunMoeLayer(Layer(w, w.experts, shared), x.data(), TokensOf(r), kHidden, want.data(), pool);
-      EXPECT_EQ(got[r], want) << "ep " << ep << " rank " << r << " shared " << shared;
+      RunMoeLayer(Layer(w, w.experts, shared, dtype), x.data(), TokensOf(r), kHidden, want.data(),
+                  pool);
+      EXPECT_EQ(got[r], want) << "ep " << ep << " rank " << r << " shared " << shared << " dtype "
+                              << static_cast<int>(dtype);
+      if (dtype != DispatchDType::kF32 && !x.empty()) {  // the rounding is really applied
+        std::vector<float> exact(x.size());
+        RunMoeLayer(Layer(w, w.experts, shared), x.data(), TokensOf(r), kHidden, exact.data(), pool);
+        EXPECT_NE(exact, want);
+      }
     }
   }
 }
@@ -78,7 +86,7 @@ TEST(EpDispatchTest, EveryRowReachesTheRankOfItsExpert) {
     }
     MR_ASSIGN_OR_RETURN(EpDispatchHandle h, PlanEpDispatch(routing, map, c));
     std::vector<float> rows;
-    MR_RETURN_IF_ERROR(EpDispatch(h, x.data(), 2, c, &rows));
+    MR_RETURN_IF_ERROR(EpDispatch(h, x.data(), 2, DispatchDType::kF32, c, &rows));
     std::vector<float> want;
     for (int e = map.first[me]; e < map.first[me + 1]; ++e)
       for (int s = 0; s < ep; ++s) {

@@ -55,12 +55,13 @@ inline std::vector<float> TokensFor(int rank) {
   return x;
 }
 
-inline MoeLayer Layer(const Weights& w, std::span<const ExpertWeights> experts, bool shared) {
+inline MoeLayer Layer(const Weights& w, std::span<const ExpertWeights> experts, bool shared,
+                      DispatchDType dtype = DispatchDType::kF32) {
   RouterParams rp;
   rp.num_experts = kExperts;
   rp.top_k = kTopK;
   return MoeLayer{TensorView(const_cast<uint16_t*>(w.router.data()), DType::kBF16, {kExperts, kHidden}),
-                  rp, experts, shared ? &w.shared : nullptr};
+                  rp, experts, shared ? &w.shared : nullptr, dtype};
 }
 
 }  // namespace moerack::ep_test
