@@ -38,6 +38,8 @@ struct GenerateFlags {
   std::string act_dtype = "f32";
   int ep = 1;
   std::string dispatch_dtype = "f32";
+  std::string stats;      // --stats FILE.json
+  std::string stats_svg;  // --stats-svg FILE
 };
 
 // Sequence i of --num-seqs runs on EP rank i % ep (data-parallel attention:
@@ -50,6 +52,8 @@ Status GenerateOnRank(const GenerateFlags& f, const std::string& dir, Communicat
   MR_ASSIGN_OR_RETURN(const ActDType act_dtype, ParseActDType(f.act_dtype));
   MR_ASSIGN_OR_RETURN(const DispatchDType dispatch_dtype, ParseDispatchDType(f.dispatch_dtype));
   model->set_dispatch_dtype(dispatch_dtype);
+  MoeStats stats(model->config().num_layers, model->config().num_experts);
+  if (!f.stats.empty() || !f.stats_svg.empty()) model->set_stats(&stats);
   model->set_act_dtype(act_dtype);
   const ModelConfig& config = model->config();
 
@@ -159,6 +163,10 @@ Status GenerateOnRank(const GenerateFlags& f, const std::string& dir, Communicat
       st[3] = std::max(st[3], all[r * 4 + 3]);
     }
   }
+  if (!f.stats.empty() || !f.stats_svg.empty()) {
+    MR_RETURN_IF_ERROR(WriteMoeStats(stats, model->expert_map(), ep > 1 ? comm : nullptr, f.stats,
+                                     f.stats_svg));
+  }
   if (rank != 0) return Status::Ok();
   std::cout << text;
   std::cout.flush();
@@ -204,6 +212,10 @@ Command RegisterGenerate(CLI::App& app) {
       ->check(CLI::Range(1, 1024));
   app.add_option("--dispatch-dtype", f->dispatch_dtype,
                  "Token rows sent to the experts: f32 (default), bf16 or fp8 (also on one rank)");
+  app.add_option("--stats", f->stats,
+                 "Write per-layer expert load, rank imbalance, all-to-all bytes and phase times "
+                 "(JSON; rank 0)");
+  app.add_option("--stats-svg", f->stats_svg, "Write a heatmap of expert load per layer (SVG)");
   app.add_option("--max-model-len", f->max_model_len,
                  "Max prompt + generated tokens (default: the model's)")
       ->check(CLI::Range(1, std::numeric_limits<int>::max()));

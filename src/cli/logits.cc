@@ -25,6 +25,8 @@ struct LogitsFlags {
   std::string act_dtype = "f32";
   int ep = 1;
   std::string dispatch_dtype = "f32";
+  std::string stats;      // --stats FILE.json
+  std::string stats_svg;  // --stats-svg FILE
 };
 
 // One rank's share: the whole sequence on rank 0; with --ep N > 1 the other
@@ -39,6 +41,8 @@ Status LogitsOnRank(const LogitsFlags& f, const std::string& dir, const std::vec
   MR_ASSIGN_OR_RETURN(const ActDType act_dtype, ParseActDType(f.act_dtype));
   MR_ASSIGN_OR_RETURN(const DispatchDType dispatch_dtype, ParseDispatchDType(f.dispatch_dtype));
   model.set_dispatch_dtype(dispatch_dtype);
+  MoeStats stats(model.config().num_layers, model.config().num_experts);
+  if (!f.stats.empty() || !f.stats_svg.empty()) model.set_stats(&stats);
   model.set_act_dtype(act_dtype);
   const ModelConfig& c = model.config();
   const int64_t n = static_cast<int64_t>(ids.size());
@@ -62,6 +66,10 @@ Status LogitsOnRank(const LogitsFlags& f, const std::string& dir, const std::vec
   auto step = [&](bool has_work) -> StatusOr<bool> {
     return ep ? AnyRankHasWork(*comm, has_work) : StatusOr<bool>(has_work);
   };
+  auto write_stats = [&]() -> Status {
+    if (f.stats.empty() && f.stats_svg.empty()) return Status::Ok();
+    return WriteMoeStats(stats, model.expert_map(), ep ? comm : nullptr, f.stats, f.stats_svg);
+  };
   if (ep_rank == 0) {
     const int64_t prefill = f.decode_from >= 0 ? f.decode_from : n;
     auto run = [&](int64_t start, int64_t count) -> Status {
@@ -80,11 +88,12 @@ Status LogitsOnRank(const LogitsFlags& f, const std::string& dir, const std::vec
     if (prefill > 0) MR_RETURN_IF_ERROR(run(0, prefill));
     for (int64_t i = prefill; i < n; ++i) MR_RETURN_IF_ERROR(run(i, 1));
     if (ep) MR_RETURN_IF_ERROR(step(false).status());  // tells the others to stop
+    MR_RETURN_IF_ERROR(write_stats());
     return WriteNpyF32(f.out, logits.data(), {n, c.vocab_size});
   }
   for (;;) {  // ranks > 0: serve experts until rank 0 is done
     MR_ASSIGN_OR_RETURN(const bool any, step(false));
-    if (!any) return Status::Ok();
+    if (!any) return write_stats();
     ForwardEmpty(model, cache.view(), pool);
   }
 }
@@ -117,6 +126,10 @@ Command RegisterLogits(CLI::App& app) {
       ->check(CLI::Range(1, 1024));
   app.add_option("--dispatch-dtype", f->dispatch_dtype,
                  "Token rows sent to the experts: f32 (default), bf16 or fp8 (also on one rank)");
+  app.add_option("--stats", f->stats,
+                 "Write per-layer expert load, rank imbalance, all-to-all bytes and phase times "
+                 "(JSON; rank 0)");
+  app.add_option("--stats-svg", f->stats_svg, "Write a heatmap of expert load per layer (SVG)");
   app.add_option("--max-model-len", f->max_model_len, "Max tokens (default: the model's)")
       ->check(CLI::Range(1, std::numeric_limits<int>::max()));
   app.add_option("--kv-dtype", f->kv_dtype, "KV cache element type: f32 (default) or fp8 (E4M3)");

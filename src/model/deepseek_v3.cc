@@ -13,6 +13,7 @@
 #include <cmath>
 #include <string>
 
+#include "core/timer.h"
 #include "kernels/attention.h"
 #include "kernels/expert_ffn.h"
 #include "kernels/matmul.h"
@@ -252,7 +253,7 @@ class DeepseekV3Model final : public Model {
   Status GetNorm(const std::string& name, const std::vector<int64_t>& shape, TensorView* out);
   void Attention(const Layer& L, int layer, std::span<const AttentionSeq> seqs,
                  std::span<const int64_t> positions, const KvCacheView& cache, ThreadPool& pool);
-  void FeedForward(const Layer& L, int64_t T, ThreadPool& pool);
+  void FeedForward(const Layer& L, int layer, int64_t T, ThreadPool& pool);
 
   ModelConfig config_;
   DeepseekConfig d_;
@@ -483,7 +484,7 @@ void DeepseekV3Model::Attention(const Layer& L, int layer, std::span<const Atten
   for (int64_t i = 0; i < T * H; ++i) h_[i] += tmp_[i];
 }
 
-void DeepseekV3Model::FeedForward(const Layer& L, int64_t T, ThreadPool& pool) {
+void DeepseekV3Model::FeedForward(const Layer& L, int layer, int64_t T, ThreadPool& pool) {
   const int64_t H = config_.hidden_size;
   if (L.router.empty()) {
     const int64_t offsets[2] = {0, T};
@@ -491,7 +492,7 @@ void DeepseekV3Model::FeedForward(const Layer& L, int64_t T, ThreadPool& pool) {
   } else {
     RouterParams rp = d_.router;
     rp.bias = L.router_bias.empty() ? nullptr : L.router_bias.data();
-    RunMoe({L.router, rp, L.experts, L.has_shared ? &L.shared : nullptr}, x_.data(), T, H,
+    RunMoe({L.router, rp, L.experts, L.has_shared ? &L.shared : nullptr}, layer, x_.data(), T, H,
                 tmp_.data(), pool);
   }
   for (int64_t i = 0; i < T * H; ++i) h_[i] += tmp_[i];
@@ -500,6 +501,7 @@ void DeepseekV3Model::FeedForward(const Layer& L, int64_t T, ThreadPool& pool) {
 void DeepseekV3Model::Forward(const ForwardBatch& batch, const KvCacheView& cache, ThreadPool& pool,
                               std::vector<float>* logits) {
   ActDTypeScope act(act_dtype());
+  if (stats() != nullptr) stats()->num_forward += 1;
   const ModelConfig& c = config_;
   const int64_t H = c.hidden_size;
   const BatchLayout layout = LayoutBatch(batch);
@@ -512,9 +514,11 @@ void DeepseekV3Model::Forward(const ForwardBatch& batch, const KvCacheView& cach
   for (int l = 0; l < c.num_layers; ++l) {
     const Layer& L = layers_[l];
     RmsNorm(h_.data(), H, L.input_norm, c.rms_norm_eps, T, H, x_.data(), H);
+    Timer attention_timer;
     Attention(L, l, layout.seqs, layout.positions, cache, pool);
+    if (stats() != nullptr) stats()->attention_s += attention_timer.Seconds();
     RmsNorm(h_.data(), H, L.post_norm, c.rms_norm_eps, T, H, x_.data(), H);
-    FeedForward(L, T, pool);
+    FeedForward(L, l, T, pool);
   }
   AppendLogits({final_norm_, c.rms_norm_eps, lm_head_}, h_.data(), H, layout.logit_rows, pool,
                logits);

@@ -19,10 +19,12 @@ void Model::set_expert_placement(int num_experts, const ModelLoadOptions& option
   ep_rank_ = options.ep_rank;
 }
 
-void Model::RunMoe(const MoeLayer& moe, const float* x, int64_t num_tokens, int64_t hidden,
-                   float* out, ThreadPool& pool) {
+void Model::RunMoe(const MoeLayer& moe, int layer_index, const float* x, int64_t num_tokens,
+                   int64_t hidden, float* out, ThreadPool& pool) {
   MoeLayer layer = moe;
   layer.dispatch_dtype = dispatch_dtype_;
+  layer.stats = stats_;
+  layer.layer_index = layer_index;
   if (!expert_parallel()) return RunMoeLayer(layer, x, num_tokens, hidden, out, pool);
   CHECK(comm_ != nullptr) << "expert-parallel model without a communicator";
   const Status st = RunEpMoeLayer(layer, expert_map_, *comm_, x, num_tokens, hidden, out, pool);

@@ -70,6 +70,9 @@ class Model {
   // Precision of the token rows dispatched to the experts (moe/dispatch.h);
   // applied on one rank too, so EP stays bit-identical per setting.
   void set_dispatch_dtype(DispatchDType t) { dispatch_dtype_ = t; }
+  // Where Forward records routing counts, all-to-all bytes and phase times (null: nowhere).
+  void set_stats(MoeStats* stats) { stats_ = stats; }
+  MoeStats* stats() const { return stats_; }
   const ExpertMap& expert_map() const { return expert_map_; }
   bool expert_parallel() const { return expert_map_.ep_size > 1; }
 
@@ -79,8 +82,8 @@ class Model {
   int ep_rank() const { return ep_rank_; }
   // One MoE layer on this rank's tokens: RunMoeLayer, or RunEpMoeLayer across
   // the ranks (a communication failure aborts the job with its message).
-  void RunMoe(const MoeLayer& layer, const float* x, int64_t num_tokens, int64_t hidden,
-              float* out, ThreadPool& pool);
+  void RunMoe(const MoeLayer& layer, int layer_index, const float* x, int64_t num_tokens,
+              int64_t hidden, float* out, ThreadPool& pool);
 
  private:
   ActDType act_dtype_ = ActDType::kF32;
@@ -88,6 +91,7 @@ class Model {
   int ep_rank_ = 0;
   Communicator* comm_ = nullptr;
   DispatchDType dispatch_dtype_ = DispatchDType::kF32;
+  MoeStats* stats_ = nullptr;
 };
 
 }  // namespace moerack

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <string>
 
+#include "core/timer.h"
 #include "kernels/attention.h"
 #include "kernels/expert_ffn.h"
 #include "kernels/matmul.h"
@@ -267,7 +268,7 @@ class Qwen3MoeModel final : public Model {
 
   void Attention(const Layer& L, int layer, std::span<const AttentionSeq> seqs,
                  std::span<const int64_t> positions, const KvCacheView& cache, ThreadPool& pool);
-  void FeedForward(const Layer& L, int64_t T, ThreadPool& pool);
+  void FeedForward(const Layer& L, int layer, int64_t T, ThreadPool& pool);
 
   ModelConfig config_;
   Family family_;
@@ -348,7 +349,7 @@ void Qwen3MoeModel::Attention(const Layer& L, int layer, std::span<const Attenti
   for (int64_t i = 0; i < T * H; ++i) h_[i] += tmp_[i];
 }
 
-void Qwen3MoeModel::FeedForward(const Layer& L, int64_t T, ThreadPool& pool) {
+void Qwen3MoeModel::FeedForward(const Layer& L, int layer, int64_t T, ThreadPool& pool) {
   const int64_t H = config_.hidden_size;
   if (L.router.empty()) {  // dense MLP: the grouped GEMM with one expert
     const int64_t offsets[2] = {0, T};
@@ -358,7 +359,7 @@ void Qwen3MoeModel::FeedForward(const Layer& L, int64_t T, ThreadPool& pool) {
     rp.num_experts = config_.num_experts;
     rp.top_k = config_.num_experts_per_tok;
     rp.renormalize = config_.norm_topk_prob;
-    RunMoe({L.router, rp, L.experts, nullptr}, x_.data(), T, H, tmp_.data(), pool);
+    RunMoe({L.router, rp, L.experts, nullptr}, layer, x_.data(), T, H, tmp_.data(), pool);
   }
   for (int64_t i = 0; i < T * H; ++i) h_[i] += tmp_[i];
 }
@@ -366,6 +367,7 @@ void Qwen3MoeModel::FeedForward(const Layer& L, int64_t T, ThreadPool& pool) {
 void Qwen3MoeModel::Forward(const ForwardBatch& batch, const KvCacheView& cache, ThreadPool& pool,
                             std::vector<float>* logits) {
   ActDTypeScope act(act_dtype());
+  if (stats() != nullptr) stats()->num_forward += 1;
   const ModelConfig& c = config_;
   const int64_t H = c.hidden_size;
   const BatchLayout layout = LayoutBatch(batch);
@@ -383,9 +385,11 @@ void Qwen3MoeModel::Forward(const ForwardBatch& batch, const KvCacheView& cache,
   for (int l = 0; l < c.num_layers; ++l) {
     const Layer& L = layers_[l];
     RmsNorm(h_.data(), H, L.input_norm, c.rms_norm_eps, T, H, x_.data(), H);
+    Timer attention_timer;
     Attention(L, l, layout.seqs, layout.positions, cache, pool);
+    if (stats() != nullptr) stats()->attention_s += attention_timer.Seconds();
     RmsNorm(h_.data(), H, L.post_norm, c.rms_norm_eps, T, H, x_.data(), H);
-    FeedForward(L, T, pool);
+    FeedForward(L, l, T, pool);
   }
   AppendLogits({final_norm_, c.rms_norm_eps, lm_head_}, h_.data(), H, layout.logit_rows, pool,
                logits);

@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "core/timer.h"
 #include "kernels/matmul.h"
 #include "moe/dispatch.h"
 #include "moe/ep_dispatch.h"
@@ -43,6 +44,7 @@ void AddShared(const MoeLayer& layer, const ExpertOutputs& e, int64_t T, int64_t
 void RunMoeLayer(const MoeLayer& layer, const float* x, int64_t T, int64_t H, float* out,
                  ThreadPool& pool) {
   const int E = layer.routing.num_experts;
+  Timer timer;
   std::vector<float> router_logits(static_cast<size_t>(T * E));
   MatMul({x, H, T, layer.router, router_logits.data(), E}, pool);
   RoutingResult routing;
@@ -51,9 +53,17 @@ void RunMoeLayer(const MoeLayer& layer, const float* x, int64_t T, int64_t H, fl
   std::vector<float> rows;
   DispatchTokens(plan, x, H, &rows);
   RoundRows(rows.data(), static_cast<int64_t>(plan.row_token.size()), H, layer.dispatch_dtype);
+  const double dispatch_s = timer.Seconds();
   const ExpertOutputs e = RunExperts(layer, std::move(rows), plan.expert_offsets, x, T, H, pool);
+  const double expert_s = timer.Seconds() - dispatch_s;
   CombineExpertOutputs(plan, routing, e.out.data(), H, out, pool);
   AddShared(layer, e, T, H, out);
+  if (layer.stats != nullptr) {
+    layer.stats->AddRouting(layer.layer_index, routing);
+    layer.stats->dispatch_s += dispatch_s;
+    layer.stats->expert_s += expert_s;
+    layer.stats->combine_s += timer.Seconds() - dispatch_s - expert_s;
+  }
 }
 
 Status RunEpMoeLayer(const MoeLayer& layer, const ExpertMap& map, Communicator& comm,
@@ -61,6 +71,7 @@ Status RunEpMoeLayer(const MoeLayer& layer, const ExpertMap& map, Communicator& 
   const int E = layer.routing.num_experts;
   CHECK_EQ(map.num_experts, E);
   CHECK_EQ(static_cast<int>(layer.experts.size()), map.NumLocal(comm.rank()));
+  Timer timer;
   std::vector<float> router_logits(static_cast<size_t>(T * E));
   MatMul({x, H, T, layer.router, router_logits.data(), E}, pool);
   RoutingResult routing;
@@ -68,12 +79,27 @@ Status RunEpMoeLayer(const MoeLayer& layer, const ExpertMap& map, Communicator& 
   MR_ASSIGN_OR_RETURN(EpDispatchHandle handle, PlanEpDispatch(routing, map, comm));
   std::vector<float> rows;
   MR_RETURN_IF_ERROR(EpDispatch(handle, x, H, layer.dispatch_dtype, comm, &rows));
+  const double dispatch_s = timer.Seconds();
   // The shared expert rides in the same grouped GEMM as on one rank.
   const ExpertOutputs e = RunExperts(layer, std::move(rows), handle.local_offsets, x, T, H, pool);
+  const double expert_s = timer.Seconds() - dispatch_s;
   std::vector<float> mine;
   MR_RETURN_IF_ERROR(EpCombine(handle, e.out.data(), H, comm, &mine));
   CombineExpertOutputs(handle.plan, routing, mine.data(), H, out, pool);
   AddShared(layer, e, T, H, out);
+  if (layer.stats != nullptr) {
+    MoeStats& s = *layer.stats;
+    s.AddRouting(layer.layer_index, routing);
+    s.dispatch_s += dispatch_s;
+    s.expert_s += expert_s;
+    s.combine_s += timer.Seconds() - dispatch_s - expert_s;
+    // Rows leaving this rank (those for its own experts stay local).
+    const int64_t sent = static_cast<int64_t>(handle.plan.row_token.size()) -
+                         handle.send_rows[comm.rank()];
+    const int64_t returned = handle.local_offsets.back() - handle.recv_rows[comm.rank()];
+    s.dispatch_bytes += static_cast<double>(sent * DispatchRowBytes(layer.dispatch_dtype, H));
+    s.combine_bytes += static_cast<double>(returned * H * static_cast<int64_t>(sizeof(float)));
+  }
   return Status::Ok();
 }
 

@@ -14,6 +14,7 @@
 #include "kernels/expert_ffn.h"
 #include "moe/dispatch.h"
 #include "moe/expert_map.h"
+#include "moe/moe_stats.h"
 #include "moe/router.h"
 
 namespace moerack {
@@ -24,6 +25,8 @@ struct MoeLayer {
   std::span<const ExpertWeights> experts;  // routed experts
   const ExpertWeights* shared = nullptr;   // optional shared expert
   DispatchDType dispatch_dtype = DispatchDType::kF32;  // rows as the experts see them
+  MoeStats* stats = nullptr;  // optional: routing counts, bytes and phase times recorded here
+  int layer_index = 0;        // the decoder layer, for stats
 };
 
 // out[t] = sum over top-k slots of weight * expert(x[t]) (+ shared(x[t])); x, out [T, hidden].

@@ -159,6 +159,40 @@ TEST_P(GoldenCliTest, ExpertParallelGenerateBitIdentical) {
   }
 }
 
+// --stats: every routed (token, slot) pair is counted once, the same at EP=1
+// and EP=2 (routing does not depend on the placement), and the rank loads add up.
+TEST_P(GoldenCliTest, StatsCountEveryRoutedToken) {
+  const std::string dir = kData + GetParam();
+  auto config = LoadModelConfig(dir);
+  ASSERT_TRUE(config.ok());
+  auto run = [&](int ep) {
+    const std::string out = ::testing::TempDir() + "/stats_" + GetParam() + "_" +
+                            std::to_string(ep) + "_" + std::to_string(getpid()) + ".json";
+    const std::string cmd = std::string(MOERACK_BINARY) + " generate --model " + dir +
+                            " --tokens 3,4,5,6 --max-tokens 5 --ignore-eos --num-seqs 3 --ep " +
+                            std::to_string(ep) + " --stats " + out + " >/dev/null 2>&1";
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    auto text = ReadFileToString(out);
+    std::remove(out.c_str());
+    return text.ok() ? nlohmann::json::parse(*text) : nlohmann::json();
+  };
+  const nlohmann::json one = run(1), two = run(2);
+  ASSERT_EQ(two["ep_size"], 2);
+  ASSERT_EQ(two["ranks"].size(), 2u);
+  // 3 sequences x (4 prompt + 4 decoded tokens) pass every MoE layer, top_k slots each.
+  const double routed = 3.0 * 8 * config->num_experts_per_tok;
+  for (size_t l = 0; l < one["layers"].size(); ++l) {
+    EXPECT_EQ(one["layers"][l]["expert_tokens"], two["layers"][l]["expert_tokens"]) << l;
+    double sum = 0, rank_sum = 0;
+    for (double v : two["layers"][l]["expert_tokens"]) sum += v;
+    for (double v : two["layers"][l]["rank_tokens"]) rank_sum += v;
+    if (config->layer_is_moe[l]) {
+      EXPECT_EQ(sum, routed) << l;
+    }
+    EXPECT_EQ(rank_sum, sum) << l;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, GoldenCliTest,
                          ::testing::Values("tiny-qwen3-moe", "tiny-deepseek-v3"),
                          testing_util::ParamName{});
