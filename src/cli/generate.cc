@@ -164,7 +164,7 @@ Status GenerateOnRank(const GenerateFlags& f, const std::string& dir, Communicat
     }
   }
   if (!f.stats.empty() || !f.stats_svg.empty()) {
-    MR_RETURN_IF_ERROR(WriteMoeStats(stats, model->expert_map(), ep > 1 ? comm : nullptr, f.stats,
+    MR_RETURN_IF_ERROR(WriteMoeStats(stats, model->expert_maps(), ep > 1 ? comm : nullptr, f.stats,
                                      f.stats_svg));
   }
   if (rank != 0) return Status::Ok();

@@ -68,7 +68,7 @@ Status LogitsOnRank(const LogitsFlags& f, const std::string& dir, const std::vec
   };
   auto write_stats = [&]() -> Status {
     if (f.stats.empty() && f.stats_svg.empty()) return Status::Ok();
-    return WriteMoeStats(stats, model.expert_map(), ep ? comm : nullptr, f.stats, f.stats_svg);
+    return WriteMoeStats(stats, model.expert_maps(), ep ? comm : nullptr, f.stats, f.stats_svg);
   };
   if (ep_rank == 0) {
     const int64_t prefill = f.decode_from >= 0 ? f.decode_from : n;

@@ -282,8 +282,7 @@ Status DeepseekV3Model::GetLinear(const std::string& name, const std::vector<int
 
 Status DeepseekV3Model::Load(const ModelLoadOptions& options) {
   ModelConfig& c = config_;
-  set_expert_placement(c.num_experts, options);
-  const int e0 = expert_map().first[ep_rank()], e1 = expert_map().first[ep_rank() + 1];
+  set_expert_placement(c.num_experts, c.num_layers, options);
   MR_ASSIGN_OR_RETURN(d_, ParseDeepseek(c, "config.json"));
   const int64_t H = c.hidden_size, nh = c.num_heads;
   MR_RETURN_IF_ERROR(GetNorm("model.embed_tokens.weight", {c.vocab_size, H}, &embed_));
@@ -358,7 +357,7 @@ Status DeepseekV3Model::Load(const ModelLoadOptions& options) {
         LoadF32(bias, 0, c.num_experts, L.router_bias.data());
       }
       int64_t expert_bytes = 0;
-      for (int e = e0; e < e1; ++e) {  // this rank's experts (all of them on one rank)
+      for (int e = 0; e < c.num_experts; ++e) {  // views; an EP rank touches only its slots'
         const std::string p = "mlp.experts." + std::to_string(e) + ".";
         ExpertWeights w;
         const int64_t b0 = footprint_.total_bytes;
@@ -368,7 +367,7 @@ Status DeepseekV3Model::Load(const ModelLoadOptions& options) {
         expert_bytes = footprint_.total_bytes - b0;
         L.experts.push_back(w);
       }
-      active += footprint_.total_bytes - before - (e1 - e0) * expert_bytes +
+      active += footprint_.total_bytes - before - c.num_experts * expert_bytes +
                 c.num_experts_per_tok * expert_bytes;
       if (d_.n_shared_experts > 0) {
         const int64_t S = I * d_.n_shared_experts;

@@ -5,18 +5,25 @@
 namespace moerack {
 
 void Model::set_communicator(Communicator* comm) {
-  CHECK(comm == nullptr || comm->size() == expert_map_.ep_size)
-      << "communicator of " << comm->size() << " ranks for a model loaded for "
-      << expert_map_.ep_size;
+  CHECK(comm == nullptr || comm->size() == ep_size_)
+      << "communicator of " << comm->size() << " ranks for a model loaded for " << ep_size_;
   CHECK(comm == nullptr || comm->rank() == ep_rank_)
       << "communicator rank " << comm->rank() << " for a model loaded as rank " << ep_rank_;
   comm_ = comm;
 }
 
-void Model::set_expert_placement(int num_experts, const ModelLoadOptions& options) {
+void Model::set_expert_placement(int num_experts, int num_layers, const ModelLoadOptions& options) {
   CHECK(options.ep_size >= 1 && options.ep_rank >= 0 && options.ep_rank < options.ep_size);
-  expert_map_ = ExpertMap::Contiguous(num_experts, options.ep_size);
+  expert_maps_.assign(static_cast<size_t>(num_layers),
+                      ExpertMap::Contiguous(num_experts, options.ep_size));
   ep_rank_ = options.ep_rank;
+  ep_size_ = options.ep_size;
+}
+
+void Model::set_expert_maps(std::vector<ExpertMap> maps) {
+  CHECK_EQ(maps.size(), expert_maps_.size());
+  for (const ExpertMap& m : maps) CHECK_EQ(m.ep_size, ep_size_);
+  expert_maps_ = std::move(maps);
 }
 
 void Model::RunMoe(const MoeLayer& moe, int layer_index, const float* x, int64_t num_tokens,
@@ -27,7 +34,8 @@ void Model::RunMoe(const MoeLayer& moe, int layer_index, const float* x, int64_t
   layer.layer_index = layer_index;
   if (!expert_parallel()) return RunMoeLayer(layer, x, num_tokens, hidden, out, pool);
   CHECK(comm_ != nullptr) << "expert-parallel model without a communicator";
-  const Status st = RunEpMoeLayer(layer, expert_map_, *comm_, x, num_tokens, hidden, out, pool);
+  const Status st = RunEpMoeLayer(layer, expert_maps_[static_cast<size_t>(layer_index)], *comm_, x,
+                                  num_tokens, hidden, out, pool);
   if (!st.ok()) {
     comm_->Abort(st);
     CHECK(false) << "expert-parallel MoE layer: " << st.message();

@@ -73,12 +73,17 @@ class Model {
   // Where Forward records routing counts, all-to-all bytes and phase times (null: nowhere).
   void set_stats(MoeStats* stats) { stats_ = stats; }
   MoeStats* stats() const { return stats_; }
-  const ExpertMap& expert_map() const { return expert_map_; }
-  bool expert_parallel() const { return expert_map_.ep_size > 1; }
+  // The placement of each layer's routed experts (one map per decoder layer;
+  // dense layers keep an empty placeholder).
+  const std::vector<ExpertMap>& expert_maps() const { return expert_maps_; }
+  // A new placement (EPLB) for every layer: same EP size; takes effect at the
+  // next Forward, which every rank must reach with the same maps.
+  void set_expert_maps(std::vector<ExpertMap> maps);
+  bool expert_parallel() const { return ep_size_ > 1; }
 
  protected:
   // Set by the architecture's loader: the placement and this rank.
-  void set_expert_placement(int num_experts, const ModelLoadOptions& options);
+  void set_expert_placement(int num_experts, int num_layers, const ModelLoadOptions& options);
   int ep_rank() const { return ep_rank_; }
   // One MoE layer on this rank's tokens: RunMoeLayer, or RunEpMoeLayer across
   // the ranks (a communication failure aborts the job with its message).
@@ -87,8 +92,9 @@ class Model {
 
  private:
   ActDType act_dtype_ = ActDType::kF32;
-  ExpertMap expert_map_ = ExpertMap::Contiguous(0, 1);
+  std::vector<ExpertMap> expert_maps_;
   int ep_rank_ = 0;
+  int ep_size_ = 1;
   Communicator* comm_ = nullptr;
   DispatchDType dispatch_dtype_ = DispatchDType::kF32;
   MoeStats* stats_ = nullptr;

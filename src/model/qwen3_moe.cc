@@ -163,8 +163,7 @@ class Qwen3MoeModel final : public Model {
 
   Status Load(const ModelLoadOptions& options) {
     const ModelConfig& c = config_;
-    set_expert_placement(c.num_experts, options);
-    const int e0 = expert_map().first[ep_rank()], e1 = expert_map().first[ep_rank() + 1];
+    set_expert_placement(c.num_experts, c.num_layers, options);
     const int64_t H = c.hidden_size, q = int64_t{c.num_heads} * c.head_dim,
                   kv = int64_t{c.num_kv_heads} * c.head_dim;
     auto get = [&](const std::string& name, const std::vector<int64_t>& shape,
@@ -222,7 +221,7 @@ class Qwen3MoeModel final : public Model {
         MR_RETURN_IF_ERROR(
             get(RouterName(family_, l), {c.num_experts, H}, kLinearDTypes, &L.router));
         active += footprint_.total_bytes - before;
-        for (int e = e0; e < e1; ++e) {  // this rank's experts (all of them on one rank)
+        for (int e = 0; e < c.num_experts; ++e) {  // views; an EP rank touches only its slots'
           ExpertWeights w;
           MR_RETURN_IF_ERROR(
               linear(ExpertName(family_, l, e, "gate"), I, H, &w.gate));

@@ -11,9 +11,16 @@ StatusOr<EpDispatchHandle> PlanEpDispatch(const RoutingResult& routing, const Ex
   const int ep = comm.size(), me = comm.rank();
   CHECK_EQ(map.ep_size, ep);
   EpDispatchHandle h;
-  h.plan = PlanDispatch(routing, map.num_experts);
+  // Logical experts -> physical slots (a replicated expert's tokens take turns).
+  RoutingResult slots = routing;
+  for (int64_t t = 0; t < routing.num_tokens; ++t)
+    for (int k = 0; k < routing.top_k; ++k) {
+      int32_t& id = slots.expert_ids[t * routing.top_k + k];
+      id = map.SlotFor(id, t);
+    }
+  h.plan = PlanDispatch(slots, map.num_slots());
   const std::vector<int64_t>& off = h.plan.expert_offsets;
-  // Experts are contiguous per rank, so each destination's rows are one range.
+  // Slots are numbered rank by rank, so each destination's rows are one range.
   std::vector<int64_t> send_counts, send_count_sizes(ep), recv_count_sizes(ep);
   h.send_rows.assign(ep, 0);
   for (int d = 0; d < ep; ++d) {

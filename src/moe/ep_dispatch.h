@@ -24,11 +24,11 @@ namespace moerack {
 
 // What the phases need to route rows out and back.
 struct EpDispatchHandle {
-  DispatchPlan plan;                   // this rank's tokens, rows grouped by global expert
+  DispatchPlan plan;                   // this rank's tokens, rows grouped by physical slot
   std::vector<int64_t> send_rows;      // [ep]: rows this rank sends to each rank
   std::vector<int64_t> recv_rows;      // [ep]: rows this rank receives from each rank
-  std::vector<int64_t> recv_counts;    // [ep][local experts]: rows from rank s for local expert e
-  std::vector<int64_t> local_offsets;  // [local experts + 1]: received rows grouped by expert
+  std::vector<int64_t> recv_counts;    // [ep][local slots]: rows from rank s for local slot e
+  std::vector<int64_t> local_offsets;  // [local slots + 1]: received rows grouped by slot
   // grouped row of the i-th received row (received order = by source rank,
   // then local expert, then the sender's (token, slot) order).
   std::vector<int64_t> grouped_row;

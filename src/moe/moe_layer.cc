@@ -70,7 +70,7 @@ Status RunEpMoeLayer(const MoeLayer& layer, const ExpertMap& map, Communicator& 
                      const float* x, int64_t T, int64_t H, float* out, ThreadPool& pool) {
   const int E = layer.routing.num_experts;
   CHECK_EQ(map.num_experts, E);
-  CHECK_EQ(static_cast<int>(layer.experts.size()), map.NumLocal(comm.rank()));
+  CHECK_EQ(static_cast<int>(layer.experts.size()), E);
   Timer timer;
   std::vector<float> router_logits(static_cast<size_t>(T * E));
   MatMul({x, H, T, layer.router, router_logits.data(), E}, pool);
@@ -80,8 +80,14 @@ Status RunEpMoeLayer(const MoeLayer& layer, const ExpertMap& map, Communicator& 
   std::vector<float> rows;
   MR_RETURN_IF_ERROR(EpDispatch(handle, x, H, layer.dispatch_dtype, comm, &rows));
   const double dispatch_s = timer.Seconds();
-  // The shared expert rides in the same grouped GEMM as on one rank.
-  const ExpertOutputs e = RunExperts(layer, std::move(rows), handle.local_offsets, x, T, H, pool);
+  // This rank's slots' experts; the shared expert rides in the same grouped GEMM as on one rank.
+  std::vector<ExpertWeights> local;
+  for (int s = map.first[comm.rank()]; s < map.first[comm.rank() + 1]; ++s)
+    local.push_back(layer.experts[map.slot_expert[s]]);
+  MoeLayer local_layer = layer;
+  local_layer.experts = local;
+  const ExpertOutputs e =
+      RunExperts(local_layer, std::move(rows), handle.local_offsets, x, T, H, pool);
   const double expert_s = timer.Seconds() - dispatch_s;
   std::vector<float> mine;
   MR_RETURN_IF_ERROR(EpCombine(handle, e.out.data(), H, comm, &mine));

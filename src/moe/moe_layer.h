@@ -34,8 +34,8 @@ void RunMoeLayer(const MoeLayer& layer, const float* x, int64_t num_tokens, int6
                  float* out, ThreadPool& pool);
 
 // The same layer with the routed experts spread over the ranks of `comm` as
-// `map` says: layer.experts holds this rank's experts only (map.first[rank] ..),
-// x / out this rank's tokens (possibly none). Bit-identical to RunMoeLayer on
+// `map` says: layer.experts lists every logical expert (views; this rank only
+// reads those of its slots), x / out this rank's tokens (possibly none). Bit-identical to RunMoeLayer on
 // the same tokens with all experts (moe/ep_dispatch.h). Collective: every rank
 // calls it for every MoE layer.
 Status RunEpMoeLayer(const MoeLayer& layer, const ExpertMap& map, Communicator& comm,

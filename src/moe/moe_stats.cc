@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "core/check.h"
 #include "core/mapped_file.h"
 
 namespace moerack {
@@ -51,8 +52,9 @@ std::string Heatmap(const std::vector<double>& counts, int layers, int experts) 
 
 }  // namespace
 
-Status WriteMoeStats(const MoeStats& mine, const ExpertMap& map, Communicator* comm,
+Status WriteMoeStats(const MoeStats& mine, const std::vector<ExpertMap>& maps, Communicator* comm,
                      const std::string& json_path, const std::string& svg_path) {
+  CHECK_EQ(static_cast<int>(maps.size()), mine.num_layers);
   const int ranks = comm != nullptr ? comm->size() : 1;
   std::vector<double> counts = mine.expert_tokens;
   std::vector<double> scalars = Scalars(mine), all(scalars.size() * static_cast<size_t>(ranks));
@@ -69,8 +71,9 @@ Status WriteMoeStats(const MoeStats& mine, const ExpertMap& map, Communicator* c
   json layers = json::array();
   for (int l = 0; l < mine.num_layers; ++l) {
     const double* row = counts.data() + static_cast<size_t>(l) * mine.num_experts;
-    std::vector<double> rank_load(static_cast<size_t>(map.ep_size), 0.0);
-    for (int e = 0; e < mine.num_experts; ++e) rank_load[map.RankOf(e)] += row[e];
+    const ExpertMap& map = maps[static_cast<size_t>(l)];
+    const std::vector<double> rank_load =
+        map.RankLoad(std::span<const double>(row, static_cast<size_t>(mine.num_experts)));
     double total = 0, mx = 0;
     for (double v : rank_load) total += v, mx = std::max(mx, v);
     const double mean = total / map.ep_size;
@@ -78,6 +81,8 @@ Status WriteMoeStats(const MoeStats& mine, const ExpertMap& map, Communicator* c
     layers.push_back({{"layer", l},
                       {"expert_tokens", std::vector<double>(row, row + mine.num_experts)},
                       {"rank_tokens", rank_load},
+                      {"rank_slots", map.first},
+                      {"slot_expert", map.slot_expert},
                       {"rank_imbalance", mean > 0 ? mx / mean : 0.0},
                       {"expert_imbalance",
                        total > 0 ? *emax / (total / mine.num_experts) : 0.0}});
@@ -93,10 +98,9 @@ Status WriteMoeStats(const MoeStats& mine, const ExpertMap& map, Communicator* c
                         {"time_s", {{"attention", s[2]}, {"dispatch", s[3]}, {"expert_gemm", s[4]},
                                     {"combine", s[5]}}}});
   }
-  const json out = {{"ep_size", map.ep_size},
+  const json out = {{"ep_size", ranks},
                     {"num_layers", mine.num_layers},
                     {"num_experts", mine.num_experts},
-                    {"expert_ranks", map.first},
                     {"layers", layers},
                     {"ranks", per_rank}};
   if (!json_path.empty()) MR_RETURN_IF_ERROR(WriteStringToFile(json_path, out.dump(2) + "\n"));

@@ -34,7 +34,8 @@ struct MoeStats {
 
 // Collective when comm is non-null: gathers every rank's stats; rank 0 writes
 // the JSON (and, if svg_path is set, a heatmap of expert load per layer).
-Status WriteMoeStats(const MoeStats& mine, const ExpertMap& map, Communicator* comm,
+// maps: the placement of each layer.
+Status WriteMoeStats(const MoeStats& mine, const std::vector<ExpertMap>& maps, Communicator* comm,
                      const std::string& json_path, const std::string& svg_path);
 
 }  // namespace moerack

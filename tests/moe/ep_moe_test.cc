@@ -5,6 +5,9 @@
 // without tokens (DESIGN.md principle 2).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <numeric>
+#include <set>
 #include <random>
 #include <vector>
 
@@ -30,12 +33,11 @@ TEST_P(EpMoeTest, BitIdenticalToSingleRank) {
     const Status st = LocalCommGroup::Run(ep, [&](Communicator& c) -> Status {
       ThreadPool pool(c.rank() % 2 + 1);  // thread counts differ between ranks
       const int r = c.rank();
-      const std::span<const ExpertWeights> local(w.experts.data() + map.first[r], map.NumLocal(r));
       const std::vector<float> x = TokensFor(r);
       got[r].resize(x.size());
       // Two layers in a row: the collectives line up call after call.
       for (int layer = 0; layer < 2; ++layer)
-        MR_RETURN_IF_ERROR(RunEpMoeLayer(Layer(w, local, shared, dtype), map, c, x.data(),
+        MR_RETURN_IF_ERROR(RunEpMoeLayer(Layer(w, w.experts, shared, dtype), map, c, x.data(),
                                          TokensOf(r), kHidden, got[r].data(), pool));
       return Status::Ok();
     });
@@ -111,12 +113,61 @@ TEST(EpDispatchTest, EveryRowReachesTheRankOfItsExpert) {
 TEST(ExpertMapTest, ContiguousBlocksUnevenAndEmpty) {
   const ExpertMap m = ExpertMap::Contiguous(6, 4);
   EXPECT_EQ(m.first, (std::vector<int>{0, 2, 4, 5, 6}));
-  EXPECT_EQ(m.RankOf(4), 2);
-  EXPECT_EQ(m.RankOf(5), 3);
+  EXPECT_EQ(m.RankOfSlot(4), 2);
+  EXPECT_EQ(m.RankOfSlot(5), 3);
+  EXPECT_EQ(m.SlotFor(5, 17), 5);
   const ExpertMap e = ExpertMap::Contiguous(3, 8);
   EXPECT_EQ(e.NumLocal(2), 1);
   EXPECT_EQ(e.NumLocal(3), 0);
-  EXPECT_EQ(e.RankOf(2), 2);
+  EXPECT_EQ(e.RankOfSlot(2), 2);
+}
+
+// EPLB planner: with skewed load and redundant slots, the hottest experts get
+// copies on different ranks and the heaviest rank's load drops well below the
+// contiguous placement's; every expert keeps at least one slot.
+TEST(EplbTest, ReplicatesHotExpertsAndBalancesRanks) {
+  std::vector<double> load = {900, 20, 30, 10, 400, 15, 25, 5};  // experts 0 and 4 are hot
+  const ExpertMap contiguous = ExpertMap::Contiguous(8, 4);
+  const ExpertMap planned = PlanPlacement(load, 12, 4);
+  ASSERT_EQ(planned.num_slots(), 12);
+  for (int r = 0; r < 4; ++r) EXPECT_EQ(planned.NumLocal(r), 3);
+  EXPECT_GE(planned.replicas[0].size(), 2u);
+  std::set<int> ranks_of_0;
+  for (int s : planned.replicas[0]) ranks_of_0.insert(planned.RankOfSlot(s));
+  EXPECT_EQ(ranks_of_0.size(), planned.replicas[0].size());  // copies on distinct ranks
+  for (int e = 0; e < 8; ++e) EXPECT_FALSE(planned.replicas[e].empty()) << e;
+  const auto before = contiguous.RankLoad(load), after = planned.RankLoad(load);
+  const double max_before = *std::max_element(before.begin(), before.end());
+  const double max_after = *std::max_element(after.begin(), after.end());
+  EXPECT_LT(max_after, 0.5 * max_before) << max_before << " -> " << max_after;
+  double total = 0;
+  for (double v : after) total += v;
+  EXPECT_DOUBLE_EQ(total, std::accumulate(load.begin(), load.end(), 0.0));
+}
+
+// A replicated, repacked placement changes which rank computes a row, never its value.
+TEST(EplbTest, ReplicatedPlacementBitIdenticalToSingleRank) {
+  const Weights w = MakeWeights();
+  const std::vector<double> load = {50, 1, 1, 30, 1, 1};
+  for (int ep : {2, 3}) {
+    const ExpertMap map = PlanPlacement(load, 12, ep);
+    std::vector<std::vector<float>> got(ep);
+    const Status st = LocalCommGroup::Run(ep, [&](Communicator& c) -> Status {
+      ThreadPool pool(1);
+      const std::vector<float> x = TokensFor(c.rank());
+      got[c.rank()].resize(x.size());
+      return RunEpMoeLayer(Layer(w, w.experts, true), map, c, x.data(), TokensOf(c.rank()),
+                           kHidden, got[c.rank()].data(), pool);
+    });
+    ASSERT_TRUE(st.ok()) << st.message();
+    ThreadPool pool(1);
+    for (int r = 0; r < ep; ++r) {
+      const std::vector<float> x = TokensFor(r);
+      std::vector<float> want(x.size());
+      RunMoeLayer(Layer(w, w.experts, true), x.data(), TokensOf(r), kHidden, want.data(), pool);
+      EXPECT_EQ(got[r], want) << "ep " << ep << " rank " << r;
+    }
+  }
 }
 
 }  // namespace
