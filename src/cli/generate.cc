@@ -10,6 +10,7 @@
 #include "cli/common.h"
 #include "engine/engine.h"
 #include "engine/ep_lockstep.h"
+#include "engine/eplb_runtime.h"
 #include "engine/kv_cache.h"
 #include "model/registry.h"
 
@@ -40,6 +41,7 @@ struct GenerateFlags {
   std::string dispatch_dtype = "f32";
   std::string stats;      // --stats FILE.json
   std::string stats_svg;  // --stats-svg FILE
+  EplbOptions eplb;
 };
 
 // Sequence i of --num-seqs runs on EP rank i % ep (data-parallel attention:
@@ -53,7 +55,14 @@ Status GenerateOnRank(const GenerateFlags& f, const std::string& dir, Communicat
   MR_ASSIGN_OR_RETURN(const DispatchDType dispatch_dtype, ParseDispatchDType(f.dispatch_dtype));
   model->set_dispatch_dtype(dispatch_dtype);
   MoeStats stats(model->config().num_layers, model->config().num_experts);
-  if (!f.stats.empty() || !f.stats_svg.empty()) model->set_stats(&stats);
+  const bool eplb = f.eplb.interval_steps > 0;
+  if (!f.stats.empty() || !f.stats_svg.empty() || eplb) model->set_stats(&stats);
+  if (eplb && ep == 1) return Error("--eplb-interval needs --ep > 1");
+  if (eplb && (model->config().num_experts + f.eplb.redundant_slots) % ep != 0) {
+    return Error("--eplb-slots " + std::to_string(f.eplb.redundant_slots) + ": experts (" +
+                 std::to_string(model->config().num_experts) +
+                 ") + redundant slots must be a multiple of --ep " + std::to_string(ep));
+  }
   model->set_act_dtype(act_dtype);
   const ModelConfig& config = model->config();
 
@@ -104,11 +113,14 @@ Status GenerateOnRank(const GenerateFlags& f, const std::string& dir, Communicat
     MR_ASSIGN_OR_RETURN(const SeqId id, engine.AddRequest(prompt, p));
     ids.push_back(id);
   }
+  nlohmann::json eplb_report = nlohmann::json::array();
   if (ep == 1) {
     engine.RunToCompletion();
   } else {
     // Lockstep: while any rank has sequences, every rank runs a step (an empty
     // forward pass when it has none) so the MoE all-to-alls line up.
+    std::unique_ptr<EplbController> balancer;
+    if (eplb) balancer = std::make_unique<EplbController>(*model, *comm, stats, f.eplb);
     for (;;) {
       MR_ASSIGN_OR_RETURN(const bool any, AnyRankHasWork(*comm, engine.HasWork()));
       if (!any) break;
@@ -117,7 +129,9 @@ Status GenerateOnRank(const GenerateFlags& f, const std::string& dir, Communicat
       } else {
         executor.Execute(StepInput{});
       }
+      if (balancer) MR_RETURN_IF_ERROR(balancer->AfterStep());
     }
+    if (balancer) eplb_report = balancer->Report();
   }
   auto format = [&](const SequenceResult& r) {
     std::string line;
@@ -165,7 +179,7 @@ Status GenerateOnRank(const GenerateFlags& f, const std::string& dir, Communicat
   }
   if (!f.stats.empty() || !f.stats_svg.empty()) {
     MR_RETURN_IF_ERROR(WriteMoeStats(stats, model->expert_maps(), ep > 1 ? comm : nullptr, f.stats,
-                                     f.stats_svg));
+                                     f.stats_svg, {{"eplb", eplb_report}}));
   }
   if (rank != 0) return Status::Ok();
   std::cout << text;
@@ -216,6 +230,15 @@ Command RegisterGenerate(CLI::App& app) {
                  "Write per-layer expert load, rank imbalance, all-to-all bytes and phase times "
                  "(JSON; rank 0)");
   app.add_option("--stats-svg", f->stats_svg, "Write a heatmap of expert load per layer (SVG)");
+  app.add_option("--eplb-slots", f->eplb.redundant_slots,
+                 "EPLB: redundant expert slots per MoE layer (replicas of hot experts)")
+      ->check(CLI::Range(0, 1 << 20));
+  app.add_option("--eplb-interval", f->eplb.interval_steps,
+                 "EPLB: rebalance every this many steps from their routing counts (needs --ep > 1)")
+      ->check(CLI::Range(0, 1 << 30));
+  app.add_option("--eplb-mover-delay-ms", f->eplb.mover_delay_ms,
+                 "EPLB test knob: delay the background weight mover (serving continues meanwhile)")
+      ->check(CLI::Range(0, 1 << 30));
   app.add_option("--max-model-len", f->max_model_len,
                  "Max prompt + generated tokens (default: the model's)")
       ->check(CLI::Range(1, std::numeric_limits<int>::max()));

@@ -20,6 +20,11 @@ struct ExpertWeights {
   LinearWeight up;    // [inter, hidden]
   LinearWeight down;  // [hidden, inter]
   int64_t nbytes() const { return gate.nbytes() + up.nbytes() + down.nbytes(); }
+  void TouchPages() const {
+    gate.TouchPages();
+    up.TouchPages();
+    down.TouchPages();
+  }
 };
 
 struct ExpertFfnParams {

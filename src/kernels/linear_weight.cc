@@ -89,6 +89,19 @@ LinearWeight LinearWeight::RowSlice(int64_t r0, int64_t r1) const {
   return s;
 }
 
+void LinearWeight::TouchPages() const {
+  const auto* d = static_cast<const uint8_t*>(data);
+  const int64_t data_bytes = format == WeightFormat::kF32    ? rows * cols * 4
+                             : format == WeightFormat::kBF16 ? rows * cols * 2
+                             : format == WeightFormat::kFp8  ? rows * cols
+                                                             : rows * cols / 2;
+  volatile uint8_t sink = 0;
+  for (int64_t i = 0; i < data_bytes; i += 4096) sink = sink + d[i];
+  const auto* s = static_cast<const uint8_t*>(scales);
+  const int64_t scale_bytes = nbytes() - data_bytes;
+  for (int64_t i = 0; s != nullptr && i < scale_bytes; i += 4096) sink = sink + s[i];
+}
+
 std::string LinearWeight::Describe() const {
   return std::string(WeightFormatName(format)) + " [" + std::to_string(rows) + ", " +
          std::to_string(cols) + "]";

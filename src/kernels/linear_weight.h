@@ -49,6 +49,9 @@ struct LinearWeight {
   // Rows [r0, r1) as a weight of their own (views, no copy). kFp8 needs r0 on a block boundary.
   LinearWeight RowSlice(int64_t r0, int64_t r1) const;
   std::string Describe() const;  // "nvfp4 [N, K]"
+  // Touches one byte per page of the weight and its scales (faults a lazily
+  // mapped weight in; EPLB's weight mover).
+  void TouchPages() const;
 
   // Scalar decode of W[n, k0:k1] into out, the exact values the kernels use.
   void DequantizeRange(int64_t n, int64_t k0, int64_t k1, float* out) const;

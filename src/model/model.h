@@ -80,6 +80,9 @@ class Model {
   // next Forward, which every rank must reach with the same maps.
   void set_expert_maps(std::vector<ExpertMap> maps);
   bool expert_parallel() const { return ep_size_ > 1; }
+  // Brings routed expert `expert` of `layer` into memory (EPLB's weight mover;
+  // may run on another thread while Forward runs: weights are read-only).
+  virtual void PrefetchExpert(int layer, int expert) const = 0;
 
  protected:
   // Set by the architecture's loader: the placement and this rank.

@@ -252,6 +252,11 @@ class Qwen3MoeModel final : public Model {
   const ModelConfig& config() const override { return config_; }
   int64_t kv_floats_per_token() const override { return KvSpecOf(config_).cached; }
   WeightFootprint footprint() const override { return footprint_; }
+  void PrefetchExpert(int layer, int expert) const override {
+    if (layer < 0 || layer >= config_.num_layers || !config_.layer_is_moe[layer]) return;
+    const auto& experts = layers_[static_cast<size_t>(layer)].experts;
+    if (expert >= 0 && expert < static_cast<int>(experts.size())) experts[expert].TouchPages();
+  }
 
   void Forward(const ForwardBatch& batch, const KvCacheView& cache, ThreadPool& pool,
                std::vector<float>* logits) override;

@@ -53,7 +53,8 @@ std::string Heatmap(const std::vector<double>& counts, int layers, int experts) 
 }  // namespace
 
 Status WriteMoeStats(const MoeStats& mine, const std::vector<ExpertMap>& maps, Communicator* comm,
-                     const std::string& json_path, const std::string& svg_path) {
+                     const std::string& json_path, const std::string& svg_path,
+                     const nlohmann::json& extra) {
   CHECK_EQ(static_cast<int>(maps.size()), mine.num_layers);
   const int ranks = comm != nullptr ? comm->size() : 1;
   std::vector<double> counts = mine.expert_tokens;
@@ -98,11 +99,12 @@ Status WriteMoeStats(const MoeStats& mine, const std::vector<ExpertMap>& maps, C
                         {"time_s", {{"attention", s[2]}, {"dispatch", s[3]}, {"expert_gemm", s[4]},
                                     {"combine", s[5]}}}});
   }
-  const json out = {{"ep_size", ranks},
+  json out = {{"ep_size", ranks},
                     {"num_layers", mine.num_layers},
                     {"num_experts", mine.num_experts},
                     {"layers", layers},
                     {"ranks", per_rank}};
+  for (const auto& [key, value] : extra.items()) out[key] = value;
   if (!json_path.empty()) MR_RETURN_IF_ERROR(WriteStringToFile(json_path, out.dump(2) + "\n"));
   if (!svg_path.empty())
     MR_RETURN_IF_ERROR(WriteStringToFile(svg_path, Heatmap(counts, mine.num_layers, mine.num_experts)));

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -34,8 +35,9 @@ struct MoeStats {
 
 // Collective when comm is non-null: gathers every rank's stats; rank 0 writes
 // the JSON (and, if svg_path is set, a heatmap of expert load per layer).
-// maps: the placement of each layer.
+// maps: the placement of each layer; extra: more top-level fields (e.g. "eplb").
 Status WriteMoeStats(const MoeStats& mine, const std::vector<ExpertMap>& maps, Communicator* comm,
-                     const std::string& json_path, const std::string& svg_path);
+                     const std::string& json_path, const std::string& svg_path,
+                     const nlohmann::json& extra = nlohmann::json::object());
 
 }  // namespace moerack

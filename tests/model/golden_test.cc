@@ -193,6 +193,39 @@ TEST_P(GoldenCliTest, StatsCountEveryRoutedToken) {
   }
 }
 
+// EPLB at run time: placements replan every 2 steps with 2 redundant slots and
+// switch at step boundaries; the sampled tokens equal the single-rank run's.
+// With a weight mover slowed to a minute, serving keeps going on the old
+// placement: the run completes with the same tokens and no switch applied.
+TEST_P(GoldenCliTest, EplbSwitchesPlacementsWithoutChangingOutputs) {
+  const std::string dir = kData + GetParam();
+  auto run = [&](const std::string& extra, nlohmann::json* stats) {
+    const std::string base = ::testing::TempDir() + "/eplb_" + GetParam() + "_" +
+                             std::to_string(getpid());
+    const std::string cmd = std::string(MOERACK_BINARY) + " generate --model " + dir +
+                            " --tokens 3,4,5,6 --max-tokens 12 --ignore-eos --output-tokens" +
+                            " --temperature 0.7 --seed 9 --num-seqs 4 " + extra + " --stats " +
+                            base + ".json >" + base + ".txt 2>/dev/null";
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    auto text = ReadFileToString(base + ".txt");
+    auto json_text = ReadFileToString(base + ".json");
+    if (json_text.ok()) *stats = nlohmann::json::parse(*json_text);
+    std::remove((base + ".txt").c_str());
+    std::remove((base + ".json").c_str());
+    return text.ok() ? *text : std::string();
+  };
+  nlohmann::json one_stats, eplb_stats, slow_stats;
+  const std::string one = run("--ep 1", &one_stats);
+  ASSERT_FALSE(one.empty());
+  EXPECT_EQ(run("--ep 2 --eplb-slots 2 --eplb-interval 2", &eplb_stats), one);
+  ASSERT_GE(eplb_stats["eplb"].size(), 2u);
+  EXPECT_FALSE(eplb_stats["eplb"][0]["applied_at_step"].is_null());
+  EXPECT_EQ(run("--ep 2 --eplb-slots 2 --eplb-interval 2 --eplb-mover-delay-ms 60000", &slow_stats),
+            one);
+  ASSERT_EQ(slow_stats["eplb"].size(), 1u);  // planned once, still moving at the end
+  EXPECT_TRUE(slow_stats["eplb"][0]["applied_at_step"].is_null());
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, GoldenCliTest,
                          ::testing::Values("tiny-qwen3-moe", "tiny-deepseek-v3"),
                          testing_util::ParamName{});
