@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/mapped_file.h"
+#include "engine/ep_lockstep.h"
 #include "engine/evaluate.h"
 #include "engine/kv_cache.h"
 #include "model/registry.h"
@@ -23,58 +24,64 @@ struct EvalFlags {
   std::string kv_dtype = "f32";
   std::string act_dtype = "f32";
   std::string dispatch_dtype = "f32";
+  int ep = 1;
 };
+
+// One rank's part; with --ep N > 1 the windows' batches go round-robin over
+// the ranks (rank 0 prints the result, bit-identical to one rank).
+Status EvalOnRank(const EvalFlags& f, const std::string& dir, Communicator* comm) {
+  const int rank = comm != nullptr ? comm->rank() : 0, ep = comm != nullptr ? comm->size() : 1;
+  MR_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, LoadModel(dir, {rank, ep}));
+  if (ep > 1) model->set_communicator(comm);
+  MR_ASSIGN_OR_RETURN(const ActDType act_dtype, ParseActDType(f.act_dtype));
+  model->set_act_dtype(act_dtype);
+  MR_ASSIGN_OR_RETURN(const DispatchDType dispatch_dtype, ParseDispatchDType(f.dispatch_dtype));
+  model->set_dispatch_dtype(dispatch_dtype);
+  MR_ASSIGN_OR_RETURN(Tokenizer tokenizer,
+                      Tokenizer::FromFile((std::filesystem::path(dir) / "tokenizer.json").string()));
+  MR_ASSIGN_OR_RETURN(std::string text, ReadFileToString(f.text));
+  std::unique_ptr<Model> reference;
+  if (!f.reference.empty()) {
+    auto ref = LoadModel(f.reference);  // the reference runs whole on every rank
+    if (!ref.ok()) return ref.status().WithContext("--reference");
+    reference = std::move(ref).value();
+  }
+  const std::vector<int32_t> tokens = tokenizer.Encode(text);
+  EvalOptions options;
+  options.ctx = f.ctx > 0 ? f.ctx : model->config().max_position_embeddings;
+  options.threads = f.threads;
+  options.reference = reference.get();
+  MR_ASSIGN_OR_RETURN(options.kv_dtype, ParseKvDType(f.kv_dtype));
+  options.comm = ep > 1 ? comm : nullptr;
+  MR_ASSIGN_OR_RETURN(const EvalResult r, EvaluateTokens(*model, tokens, tokenizer, options));
+  if (rank != 0) return Status::Ok();
+  if (f.json) {
+    std::printf(
+        "{\"perplexity\": %.6f, \"bits_per_byte\": %.6f, \"tokens\": %lld, \"bytes\": %lld, "
+        "\"windows\": %lld, \"ctx\": %lld%s}\n",
+        r.perplexity, r.bits_per_byte, static_cast<long long>(r.num_scored_tokens),
+        static_cast<long long>(r.num_scored_bytes), static_cast<long long>(r.num_windows),
+        static_cast<long long>(options.ctx),
+        reference ? (", \"mean_kl\": " + std::to_string(r.mean_kl_nats)).c_str() : "");
+  } else {
+    std::printf(
+        "perplexity: %.4f\nbits per byte: %.4f\nscored tokens: %lld (%lld bytes, %lld windows of "
+        "%lld)\n",
+        r.perplexity, r.bits_per_byte, static_cast<long long>(r.num_scored_tokens),
+        static_cast<long long>(r.num_scored_bytes), static_cast<long long>(r.num_windows),
+        static_cast<long long>(options.ctx));
+    if (reference) std::printf("mean KL(reference || model): %.6g nats/token\n", r.mean_kl_nats);
+  }
+  return Status::Ok();
+}
 
 int RunEval(const EvalFlags& f) {
   const std::string cmd = "eval";
   auto dir = ResolveModelDir(f.model);
   if (!dir.ok()) return Fail(cmd, dir.status());
-  auto model = LoadModel(*dir);
-  if (!model.ok()) return Fail(cmd, model.status());
-  auto act_dtype = ParseActDType(f.act_dtype);
-  if (!act_dtype.ok()) return Fail(cmd, act_dtype.status());
-  (**model).set_act_dtype(*act_dtype);
-  auto dispatch_dtype = ParseDispatchDType(f.dispatch_dtype);
-  if (!dispatch_dtype.ok()) return Fail(cmd, dispatch_dtype.status());
-  (**model).set_dispatch_dtype(*dispatch_dtype);
-  auto tokenizer = Tokenizer::FromFile((std::filesystem::path(*dir) / "tokenizer.json").string());
-  if (!tokenizer.ok()) return Fail(cmd, tokenizer.status());
-  auto text = ReadFileToString(f.text);
-  if (!text.ok()) return Fail(cmd, text.status());
-  std::unique_ptr<Model> reference;
-  if (!f.reference.empty()) {
-    auto ref = LoadModel(f.reference);
-    if (!ref.ok()) return Fail(cmd, ref.status().WithContext("--reference"));
-    reference = std::move(ref).value();
-  }
-  const std::vector<int32_t> tokens = tokenizer->Encode(*text);
-  EvalOptions options;
-  options.ctx = f.ctx > 0 ? f.ctx : (*model)->config().max_position_embeddings;
-  options.threads = f.threads;
-  options.reference = reference.get();
-  auto kv_dtype = ParseKvDType(f.kv_dtype);
-  if (!kv_dtype.ok()) return Fail(cmd, kv_dtype.status());
-  options.kv_dtype = *kv_dtype;
-  auto r = EvaluateTokens(**model, tokens, *tokenizer, options);
-  if (!r.ok()) return Fail(cmd, r.status());
-  if (f.json) {
-    std::printf(
-        "{\"perplexity\": %.6f, \"bits_per_byte\": %.6f, \"tokens\": %lld, \"bytes\": %lld, "
-        "\"windows\": %lld, \"ctx\": %lld%s}\n",
-        r->perplexity, r->bits_per_byte, static_cast<long long>(r->num_scored_tokens),
-        static_cast<long long>(r->num_scored_bytes), static_cast<long long>(r->num_windows),
-        static_cast<long long>(options.ctx),
-        reference ? (", \"mean_kl\": " + std::to_string(r->mean_kl_nats)).c_str() : "");
-  } else {
-    std::printf(
-        "perplexity: %.4f\nbits per byte: %.4f\nscored tokens: %lld (%lld bytes, %lld windows of "
-        "%lld)\n",
-        r->perplexity, r->bits_per_byte, static_cast<long long>(r->num_scored_tokens),
-        static_cast<long long>(r->num_scored_bytes), static_cast<long long>(r->num_windows),
-        static_cast<long long>(options.ctx));
-    if (reference) std::printf("mean KL(reference || model): %.6g nats/token\n", r->mean_kl_nats);
-  }
-  return 0;
+  const Status st =
+      RunExpertParallel(f.ep, [&](Communicator* comm) { return EvalOnRank(f, *dir, comm); });
+  return st.ok() ? 0 : Fail(cmd, st);
 }
 
 }  // namespace
@@ -95,6 +102,10 @@ Command RegisterEval(CLI::App& app) {
   app.add_option("--dispatch-dtype", f->dispatch_dtype,
                  "Token rows as the experts see them: f32 (default), bf16 or fp8 (what an "
                  "expert-parallel dispatch in that type computes)");
+  app.add_option("--ep", f->ep,
+                 "Expert-parallel ranks (window batches round-robin): threads of this process, "
+                 "or mpirun's ranks when launched by mpirun")
+      ->check(CLI::Range(1, 1024));
   app.add_flag("--json", f->json, "One JSON line instead of text");
   return [f] { return RunEval(*f); };
 }

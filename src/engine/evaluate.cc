@@ -86,12 +86,10 @@ StatusOr<EvalResult> EvaluateTokens(Model& model, std::span<const int32_t> token
   if (options.reference)
     ref_runner = std::make_unique<WindowRunner>(*options.reference, batch_tokens, 16, pool, DType::kF32);
 
-  EvalResult r;
-  double kl_sum = 0;
-  std::vector<double> lp, lq;
+  // Batches of whole windows; a last window of one token scores nothing.
+  std::vector<std::vector<std::span<const int32_t>>> batches;
   const int64_t n = static_cast<int64_t>(tokens.size());
   for (int64_t start = 0; start < n;) {
-    // A batch of whole windows; a last window of one token scores nothing.
     std::vector<std::span<const int32_t>> windows;
     int64_t used = 0;
     while (start < n && used + options.ctx <= batch_tokens) {
@@ -101,29 +99,65 @@ StatusOr<EvalResult> EvaluateTokens(Model& model, std::span<const int32_t> token
       start += len;
       used += len;
     }
-    if (windows.empty()) continue;
+    if (!windows.empty()) batches.push_back(std::move(windows));
+  }
+  // Per batch: nll, kl, scored tokens, scored bytes, windows; summed in batch
+  // order at the end, so the result does not depend on which rank ran a batch.
+  constexpr int kFields = 5;
+  std::vector<double> partial(batches.size() * kFields, 0.0);
+  std::vector<double> lp, lq;
+  auto score = [&](size_t b) {
+    const auto& windows = batches[b];
     const std::vector<float> logits = runner.Run(windows);
     std::vector<float> ref_logits;
     if (ref_runner) ref_logits = ref_runner->Run(windows);
+    double* out = partial.data() + b * kFields;
     size_t row = 0;
     for (const auto& w : windows) {
-      ++r.num_windows;
+      out[4] += 1;
       for (size_t i = 0; i < w.size(); ++i, ++row) {
         if (i + 1 == w.size()) continue;  // the last position predicts nothing in this window
         const int32_t target = w[i + 1];
         LogSoftmax(logits.data() + row * static_cast<size_t>(c.vocab_size), c.vocab_size, &lq);
-        r.nll_nats -= lq[static_cast<size_t>(target)];
-        r.num_scored_tokens += 1;
-        r.num_scored_bytes += static_cast<int64_t>(tokenizer.TokenBytes(target).size());
+        out[0] -= lq[static_cast<size_t>(target)];
+        out[2] += 1;
+        out[3] += static_cast<double>(tokenizer.TokenBytes(target).size());
         if (ref_runner) {
           LogSoftmax(ref_logits.data() + row * static_cast<size_t>(c.vocab_size), c.vocab_size,
                      &lp);
           double kl = 0;
           for (int v = 0; v < c.vocab_size; ++v) kl += std::exp(lp[v]) * (lp[v] - lq[v]);
-          kl_sum += kl;
+          out[1] += kl;
         }
       }
     }
+  };
+  if (options.comm == nullptr || !model.expert_parallel()) {
+    for (size_t b = 0; b < batches.size(); ++b) score(b);
+  } else {
+    // Round j: rank r scores batch j * ep + r, or runs an empty forward pass so
+    // the MoE all-to-alls line up.
+    Communicator& comm = *options.comm;
+    const size_t ep = static_cast<size_t>(comm.size()), me = static_cast<size_t>(comm.rank());
+    for (size_t round = 0; round * ep < batches.size(); ++round) {
+      const size_t b = round * ep + me;
+      if (b < batches.size()) {
+        score(b);
+      } else {
+        runner.Run({});
+      }
+    }
+    MR_RETURN_IF_ERROR(comm.AllReduceSum(partial));  // each batch has one owner: exact
+  }
+  EvalResult r;
+  double kl_sum = 0;
+  for (size_t b = 0; b < batches.size(); ++b) {
+    const double* p = partial.data() + b * kFields;
+    r.nll_nats += p[0];
+    kl_sum += p[1];
+    r.num_scored_tokens += static_cast<int64_t>(p[2]);
+    r.num_scored_bytes += static_cast<int64_t>(p[3]);
+    r.num_windows += static_cast<int64_t>(p[4]);
   }
   r.perplexity = std::exp(r.nll_nats / static_cast<double>(r.num_scored_tokens));
   r.bits_per_byte = r.num_scored_bytes > 0

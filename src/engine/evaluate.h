@@ -13,6 +13,7 @@
 #include <span>
 #include <vector>
 
+#include "comm/communicator.h"
 #include "core/status.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
@@ -25,6 +26,10 @@ struct EvalOptions {
   Model* reference = nullptr;       // optional: KL(P_reference || P_model) per scored token
   int64_t max_batch_tokens = 2048;  // windows batched per forward pass
   DType kv_dtype = DType::kF32;     // the model's KV cache (the reference's stays f32)
+  // Expert parallelism: the model's ranks (null: one rank). Batches of windows go
+  // round-robin to the ranks, which step together; the result, on every rank, is
+  // bit-identical to the single-rank evaluation.
+  Communicator* comm = nullptr;
 };
 
 struct EvalResult {

@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "comm/local_comm.h"
 #include "model/random_model.h"
 #include "model/registry.h"
 #include "test_util.h"
@@ -77,6 +78,47 @@ TEST(EvaluateTest, MatchesPerWindowComputationAndKl) {
   options.reference = nullptr;
   options.ctx = 1;
   EXPECT_FALSE(EvaluateTokens(**model, ids, *tokenizer, options).ok());
+}
+
+// Expert parallelism: window batches round-robin over LocalComm ranks; the
+// result (with a reference for KL) is bit-identical to one rank.
+TEST(EvaluateTest, ExpertParallelBitIdentical) {
+  auto tokenizer = Tokenizer::FromFile(kData + "tiny-deepseek-v3/tokenizer.json");
+  ASSERT_TRUE(tokenizer.ok());
+  auto reference = LoadModel(kData + "tiny-deepseek-v3");
+  ASSERT_TRUE(reference.ok());
+  std::vector<int32_t> ids;
+  for (int i = 0; i < 97; ++i) ids.push_back((i * 37 + 11) % 250);
+  EvalOptions options;
+  options.ctx = 9;
+  options.max_batch_tokens = 18;  // 6 batches: uneven over 4 ranks
+  options.reference = reference->get();
+  auto one_model = LoadModel(kData + "tiny-deepseek-v3");
+  ASSERT_TRUE(one_model.ok());
+  auto one = EvaluateTokens(**one_model, ids, *tokenizer, options);
+  ASSERT_TRUE(one.ok()) << one.status().message();
+  for (int ep : {2, 4}) {
+    std::vector<EvalResult> got(ep);
+    const Status st = LocalCommGroup::Run(ep, [&](Communicator& comm) -> Status {
+      MR_ASSIGN_OR_RETURN(std::unique_ptr<Model> m,
+                          LoadModel(kData + "tiny-deepseek-v3", {comm.rank(), ep}));
+      m->set_communicator(&comm);
+      auto ref = LoadModel(kData + "tiny-deepseek-v3");
+      if (!ref.ok()) return ref.status();
+      EvalOptions o = options;
+      o.reference = ref->get();
+      o.comm = &comm;
+      MR_ASSIGN_OR_RETURN(got[comm.rank()], EvaluateTokens(*m, ids, *tokenizer, o));
+      return Status::Ok();
+    });
+    ASSERT_TRUE(st.ok()) << st.message();
+    for (int r = 0; r < ep; ++r) {
+      EXPECT_EQ(got[r].nll_nats, one->nll_nats) << ep << " " << r;
+      EXPECT_EQ(got[r].mean_kl_nats, one->mean_kl_nats);
+      EXPECT_EQ(got[r].num_scored_tokens, one->num_scored_tokens);
+      EXPECT_EQ(got[r].num_windows, one->num_windows);
+    }
+  }
 }
 
 }  // namespace
