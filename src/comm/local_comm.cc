@@ -15,6 +15,19 @@ Status Communicator::AllToAllCounts(std::span<const int64_t> send, std::span<int
 }
 
 class LocalComm final : public Communicator {
+  enum Op { kAllToAllV = 1, kAllGather, kAllReduce, kBarrier };
+
+  // After the first rendezvous: every rank must be in the same collective.
+  Status SameOp(int op, const char* name) const {
+    for (int s = 0; s < size(); ++s) {
+      if (g_->posts_[s].op != op) {
+        return Error(std::string(name) + ": rank " + std::to_string(s) +
+                     " is in a different collective");
+      }
+    }
+    return Status::Ok();
+  }
+
  public:
   LocalComm(LocalCommGroup* group, int rank) : g_(group), rank_(rank) {}
   int rank() const override { return rank_; }
@@ -25,11 +38,11 @@ class LocalComm final : public Communicator {
                    std::span<const int64_t> recv_bytes) override {
     CHECK(static_cast<int>(send_bytes.size()) == size() &&
           static_cast<int>(recv_bytes.size()) == size());
-    g_->posts_[rank_] = {send, send_bytes.data(), 0, nullptr};
+    g_->posts_[rank_] = {kAllToAllV, send, send_bytes.data(), 0, nullptr};
     MR_RETURN_IF_ERROR(g_->Barrier("alltoallv"));
-    Status st = Status::Ok();
+    Status st = SameOp(kAllToAllV, "alltoallv");
     int64_t at = 0;
-    for (int s = 0; s < size(); ++s) {
+    for (int s = 0; s < size() && st.ok(); ++s) {
       const LocalCommGroup::Post& p = g_->posts_[s];
       int64_t offset = 0;
       for (int d = 0; d < rank_; ++d) offset += p.send_bytes[d];
@@ -50,10 +63,10 @@ class LocalComm final : public Communicator {
   }
 
   Status AllGather(const void* in, int64_t bytes, void* out) override {
-    g_->posts_[rank_] = {in, nullptr, bytes, nullptr};
+    g_->posts_[rank_] = {kAllGather, in, nullptr, bytes, nullptr};
     MR_RETURN_IF_ERROR(g_->Barrier("allgather"));
-    Status st = Status::Ok();
-    for (int s = 0; s < size(); ++s) {
+    Status st = SameOp(kAllGather, "allgather");
+    for (int s = 0; s < size() && st.ok(); ++s) {
       if (g_->posts_[s].bytes != bytes) {
         st = Error("allgather: rank " + std::to_string(s) + " contributes " +
                    std::to_string(g_->posts_[s].bytes) + " bytes, rank " + std::to_string(rank_) +
@@ -68,9 +81,10 @@ class LocalComm final : public Communicator {
   }
 
   Status AllReduceSum(std::span<double> values) override {
-    g_->posts_[rank_] = {nullptr, nullptr, static_cast<int64_t>(values.size()), values.data()};
+    g_->posts_[rank_] = {kAllReduce, nullptr, nullptr, static_cast<int64_t>(values.size()),
+                         values.data()};
     MR_RETURN_IF_ERROR(g_->Barrier("allreduce"));
-    Status st = Status::Ok();
+    Status st = SameOp(kAllReduce, "allreduce");
     std::vector<double> sum(values.size(), 0.0);
     for (int s = 0; s < size() && st.ok(); ++s) {
       if (g_->posts_[s].bytes != static_cast<int64_t>(values.size())) {
@@ -88,7 +102,14 @@ class LocalComm final : public Communicator {
     return Status::Ok();
   }
 
-  Status Barrier() override { return g_->Barrier("barrier"); }
+  Status Barrier() override {
+    g_->posts_[rank_] = {kBarrier, nullptr, nullptr, 0, nullptr};
+    MR_RETURN_IF_ERROR(g_->Barrier("barrier"));
+    const Status st = SameOp(kBarrier, "barrier");
+    MR_RETURN_IF_ERROR(g_->Barrier("barrier"));
+    if (!st.ok()) g_->Abort(st.message());
+    return st;
+  }
 
   Status Send(int dest, int tag, const void* data, int64_t bytes) override {
     if (dest < 0 || dest >= size()) return Error("send: no rank " + std::to_string(dest));

@@ -36,6 +36,7 @@ class LocalCommGroup {
  private:
   friend class LocalComm;
   struct Post {
+    int op = 0;  // which collective (ranks in different ones is an error, not a crash)
     const void* send = nullptr;
     const int64_t* send_bytes = nullptr;  // AllToAllV
     int64_t bytes = 0;                    // AllGather

@@ -72,6 +72,11 @@ class MpiComm final : public Communicator {
                    std::span<const int64_t> recv_bytes) override {
     CHECK(static_cast<int>(send_bytes.size()) == size_ &&
           static_cast<int>(recv_bytes.size()) == size_);
+    int64_t send_total = 0, recv_total = 0;
+    for (int64_t b : send_bytes) send_total += b;
+    for (int64_t b : recv_bytes) recv_total += b;
+    if (send_total > INT_MAX || recv_total > INT_MAX)  // MPI's int displacements
+      return Error("alltoallv: more than 2 GiB in one exchange; use smaller batches");
     MR_ASSIGN_OR_RETURN(std::vector<int> sc, ToInts(send_bytes, "alltoallv"));
     MR_ASSIGN_OR_RETURN(std::vector<int> rc, ToInts(recv_bytes, "alltoallv"));
     const std::vector<int> sd = Displacements(sc), rd = Displacements(rc);

@@ -54,7 +54,13 @@ void EplbController::StartMover(const std::vector<ExpertMap>& maps) {
                              [this] { return stop_mover_; }))
         return;  // shutting down
     }
-    for (const auto& [layer, expert] : wanted) model_.PrefetchExpert(layer, expert);
+    for (const auto& [layer, expert] : wanted) {
+      {
+        std::lock_guard<std::mutex> lock(mover_mu_);
+        if (stop_mover_) return;  // shutting down: the plan is dropped
+      }
+      model_.PrefetchExpert(layer, expert);
+    }
     mover_done_ = true;
   });
 }

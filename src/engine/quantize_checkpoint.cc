@@ -34,8 +34,6 @@ const std::vector<std::string> kDefaultExclude = {
 const char* kAuxSuffixes[] = {".weight_scale_inv", ".weight_scale",       ".weight_scale_2",
                               ".input_scale",      ".weight_global_scale", ".input_global_scale"};
 
-constexpr int64_t kShardBytes = int64_t{4} << 30;
-
 struct Module {
   std::string prefix;
   std::string main;  // the tensor holding the elements (weight or weight_packed)
@@ -52,23 +50,22 @@ std::string ScalarBytes(float v) { return Bytes(&v, sizeof(v)); }
 
 class AmaxObserver final : public ActivationObserver {
  public:
-  void AddRange(const void* data, int64_t bytes, const std::string& module) {
-    const auto p = reinterpret_cast<uintptr_t>(data);
-    ranges_[p] = {p + static_cast<uintptr_t>(bytes), module};
+  void AddTensor(const void* data, const std::string& module) {
+    modules_[reinterpret_cast<uintptr_t>(data)] = module;
   }
+  // Credits whole weights only: a row slice (DeepSeek's per-head W_UV views of
+  // kv_b) multiplies a different tensor than the Linear's own input, so such
+  // modules take the fallback scale instead of a wrong one.
   void Observe(const LinearWeight& w, float amax) override {
-    const auto p = reinterpret_cast<uintptr_t>(w.data);
-    auto it = ranges_.upper_bound(p);
-    if (it == ranges_.begin()) return;
-    --it;
-    if (p >= it->second.first) return;
-    float& m = amax_[it->second.second];
+    auto it = modules_.find(reinterpret_cast<uintptr_t>(w.data));
+    if (it == modules_.end()) return;
+    float& m = amax_[it->second];
     m = std::max(m, amax);
   }
   const std::map<std::string, float>& amax() const { return amax_; }
 
  private:
-  std::map<uintptr_t, std::pair<uintptr_t, std::string>> ranges_;
+  std::map<uintptr_t, std::string> modules_;
   std::map<std::string, float> amax_;
 };
 
@@ -99,7 +96,7 @@ StatusOr<std::map<std::string, float>> Calibrate(const QuantizeOptions& o, const
   AmaxObserver observer;
   for (const Module& m : modules) {
     MR_ASSIGN_OR_RETURN(TensorView t, store->Get(m.main));
-    observer.AddRange(t.data, t.nbytes(), m.prefix);
+    observer.AddTensor(t.data, m.prefix);
   }
   ObserverGuard guard(&observer);
   EvalOptions eval;
@@ -131,6 +128,19 @@ int64_t BlockOf(const std::string& format) {
   return format == "nvfp4" ? kNvfp4BlockSize : format == "mxfp4" ? kMxfp4BlockSize : 1;
 }
 
+// An fnmatch pattern as a compressed-tensors "re:" entry (it matches names
+// exactly or by regex, not by glob).
+std::string GlobToRegex(const std::string& glob) {
+  std::string re = "re:";
+  for (char c : glob) {
+    if (c == '*') re += ".*";
+    else if (c == '?') re += ".";
+    else if (std::string("\\.^$|()[]{}+").find(c) != std::string::npos) re += std::string("\\") + c;
+    else re += c;
+  }
+  return re;
+}
+
 json QuantizationConfig(const std::string& format, const std::vector<std::string>& ignore) {
   const json producer = {{"name", "moerack"}, {"version", "0.1"}};
   if (format == "fp8") {
@@ -140,6 +150,8 @@ json QuantizationConfig(const std::string& format, const std::vector<std::string
             {"weight_block_size", {128, 128}}};
   }
   if (format == "mxfp4") {
+    std::vector<std::string> ct_ignore;
+    for (const std::string& g : ignore) ct_ignore.push_back(g.rfind("re:", 0) == 0 ? g : GlobToRegex(g));
     return {{"quant_method", "compressed-tensors"},
             {"format", "mxfp4-pack-quantized"},
             {"quantization_status", "compressed"},
@@ -153,7 +165,7 @@ json QuantizationConfig(const std::string& format, const std::vector<std::string
                   {"symmetric", true},
                   {"dynamic", false}}},
                 {"targets", {"Linear"}}}}}},
-            {"ignore", ignore},
+            {"ignore", ct_ignore},
             {"producer", producer}};
   }
   const bool nv = format == "nvfp4";
@@ -237,17 +249,31 @@ StatusOr<QuantizeReport> QuantizeCheckpoint(const QuantizeOptions& o) {
   fs::create_directories(o.out_dir, ec);
   if (ec) return Error(o.out_dir + ": cannot create directory: " + ec.message());
 
-  // Tensors in source order; quantized modules replace their weight (+ aux) tensors.
-  std::vector<std::vector<TensorToWrite>> shards(1);
+  // Tensors in source order; quantized modules replace their weight (+ aux)
+  // tensors. A shard is written as soon as it is full, so memory holds at most
+  // one shard (files are renamed to their final names at the end).
+  std::vector<TensorToWrite> shard;
   int64_t shard_bytes = 0;
+  std::vector<std::vector<std::string>> shard_names;  // tensor names of each written shard
+  auto part = [&](size_t s) { return (fs::path(o.out_dir) / ("part-" + std::to_string(s))).string(); };
+  auto flush = [&]() -> Status {
+    std::vector<std::string> written;
+    for (const TensorToWrite& t : shard) written.push_back(t.name);
+    MR_RETURN_IF_ERROR(WriteSafetensors(part(shard_names.size()), shard));
+    shard_names.push_back(std::move(written));
+    shard.clear();
+    shard_bytes = 0;
+    return Status::Ok();
+  };
+  Status emit_status = Status::Ok();
   auto emit = [&](TensorToWrite t) {
     report.bytes_out += static_cast<int64_t>(t.bytes.size());
-    if (shard_bytes > 0 && shard_bytes + static_cast<int64_t>(t.bytes.size()) > kShardBytes) {
-      shards.emplace_back();
-      shard_bytes = 0;
+    if (shard_bytes > 0 && shard_bytes + static_cast<int64_t>(t.bytes.size()) > o.shard_bytes &&
+        emit_status.ok()) {
+      emit_status = flush();
     }
     shard_bytes += static_cast<int64_t>(t.bytes.size());
-    shards.back().push_back(std::move(t));
+    shard.push_back(std::move(t));
   };
   for (const std::string& name : names) {
     MR_ASSIGN_OR_RETURN(TensorView t, store->Get(name));
@@ -293,18 +319,22 @@ StatusOr<QuantizeReport> QuantizeCheckpoint(const QuantizeOptions& o) {
     }
     report.num_uncalibrated += fallback ? 1 : 0;
     ++report.num_quantized;
+    MR_RETURN_IF_ERROR(emit_status);
   }
+  MR_RETURN_IF_ERROR(flush());
 
   // Files: shards (+ index), config with quantization_config, the rest copied.
   json index = {{"metadata", {{"total_size", report.bytes_out}}}, {"weight_map", json::object()}};
-  for (size_t s = 0; s < shards.size(); ++s) {
+  const size_t num_shards = shard_names.size();
+  for (size_t s = 0; s < num_shards; ++s) {
     char buf[64];
-    std::snprintf(buf, sizeof(buf), "model-%05zu-of-%05zu.safetensors", s + 1, shards.size());
-    const std::string file = shards.size() == 1 ? "model.safetensors" : buf;
-    MR_RETURN_IF_ERROR(WriteSafetensors((fs::path(o.out_dir) / file).string(), shards[s]));
-    for (const TensorToWrite& t : shards[s]) index["weight_map"][t.name] = file;
+    std::snprintf(buf, sizeof(buf), "model-%05zu-of-%05zu.safetensors", s + 1, num_shards);
+    const std::string file = num_shards == 1 ? "model.safetensors" : buf;
+    fs::rename(part(s), fs::path(o.out_dir) / file, ec);
+    if (ec) return Error(part(s) + ": cannot rename: " + ec.message());
+    for (const std::string& name : shard_names[s]) index["weight_map"][name] = file;
   }
-  if (shards.size() > 1) {
+  if (num_shards > 1) {
     MR_RETURN_IF_ERROR(
         WriteJson((fs::path(o.out_dir) / "model.safetensors.index.json").string(), index));
   }

@@ -32,6 +32,7 @@ struct QuantizeOptions {
   std::string calib_text;  // optional calibration text file
   int64_t calib_tokens = 2048;
   int threads = 1;
+  int64_t shard_bytes = int64_t{4} << 30;  // start a new model-0000k-of-0000n file past this
 };
 
 struct QuantizeReport {

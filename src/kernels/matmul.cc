@@ -48,31 +48,32 @@ HWY_INLINE float ScalarW(const uint16_t* w) { return BF16ToF32(*w); }
 template <int MR, int NR, typename WT>
 HWY_INLINE void Tile(const float* x, int64_t ldx, const WT* w, int64_t K, float* y, int64_t ldy) {
   const DF df;
+  const int64_t L = static_cast<int64_t>(hn::Lanes(df));  // runtime width on scalable targets
   VF acc0[MR][NR], acc1[MR][NR];
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NR; ++j) acc0[i][j] = acc1[i][j] = hn::Zero(df);
   int64_t k = 0;
-  for (; k + 2 * kL <= K; k += 2 * kL) {
+  for (; k + 2 * L <= K; k += 2 * L) {
     VF w0[NR], w1[NR];
     for (int j = 0; j < NR; ++j) {
       w0[j] = LoadW(df, w + j * K + k);
-      w1[j] = LoadW(df, w + j * K + k + kL);
+      w1[j] = LoadW(df, w + j * K + k + L);
     }
     for (int i = 0; i < MR; ++i) {
-      const VF x0 = hn::LoadU(df, x + i * ldx + k), x1 = hn::LoadU(df, x + i * ldx + k + kL);
+      const VF x0 = hn::LoadU(df, x + i * ldx + k), x1 = hn::LoadU(df, x + i * ldx + k + L);
       for (int j = 0; j < NR; ++j) {
         acc0[i][j] = hn::MulAdd(x0, w0[j], acc0[i][j]);
         acc1[i][j] = hn::MulAdd(x1, w1[j], acc1[i][j]);
       }
     }
   }
-  if (k + kL <= K) {
+  if (k + L <= K) {
     for (int j = 0; j < NR; ++j) {
       const VF wv = LoadW(df, w + j * K + k);
       for (int i = 0; i < MR; ++i)
         acc0[i][j] = hn::MulAdd(hn::LoadU(df, x + i * ldx + k), wv, acc0[i][j]);
     }
-    k += kL;
+    k += L;
   }
   for (int i = 0; i < MR; ++i) {
     for (int j = 0; j < NR; ++j) {
@@ -475,9 +476,11 @@ void RunRoundedBlock(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, i
     for (int64_t k = 0; k < K; ++k)
       tls_rounded[r * K + k] = BF16ToF32(F32ToBF16(p.x[(m0 + r) * p.x_stride + k]));
   GemmProblem q = p;
-  q.x = tls_rounded.data() - m0 * K;  // row m0 of q.x is the first rounded row
+  q.x = tls_rounded.data();  // the rounded rows, as rows [0, m1 - m0) of a shifted problem
   q.x_stride = K;
-  run(q, m0, m1, n0, n1);
+  q.y = p.y + m0 * p.y_stride;
+  q.rows = m1 - m0;
+  run(q, 0, m1 - m0, n0, n1);
 }
 
 void ObserveInputs(std::span<const GemmProblem> problems) {

@@ -31,7 +31,7 @@ std::string Heatmap(const std::vector<double>& counts, int layers, int experts) 
                     "\" font-family=\"sans-serif\" font-size=\"10\">\n"
                     "<text x=\"4\" y=\"14\">expert load per layer (darker = more tokens; each row "
                     "scaled to its max)</text>\n";
-  for (int l = 0; l < layers; ++l) {
+  for (int l = 0; l < layers && experts > 0; ++l) {
     const double* row = counts.data() + static_cast<size_t>(l) * experts;
     const double mx = std::max(1.0, *std::max_element(row, row + experts));
     svg += "<text x=\"4\" y=\"" + std::to_string(top + l * cell + 9) + "\">layer " +
@@ -78,7 +78,7 @@ Status WriteMoeStats(const MoeStats& mine, const std::vector<ExpertMap>& maps, C
     double total = 0, mx = 0;
     for (double v : rank_load) total += v, mx = std::max(mx, v);
     const double mean = total / map.ep_size;
-    const double* emax = std::max_element(row, row + mine.num_experts);
+    const double emax = mine.num_experts > 0 ? *std::max_element(row, row + mine.num_experts) : 0;
     layers.push_back({{"layer", l},
                       {"expert_tokens", std::vector<double>(row, row + mine.num_experts)},
                       {"rank_tokens", rank_load},
@@ -86,7 +86,7 @@ Status WriteMoeStats(const MoeStats& mine, const std::vector<ExpertMap>& maps, C
                       {"slot_expert", map.slot_expert},
                       {"rank_imbalance", mean > 0 ? mx / mean : 0.0},
                       {"expert_imbalance",
-                       total > 0 ? *emax / (total / mine.num_experts) : 0.0}});
+                       total > 0 ? emax / (total / mine.num_experts) : 0.0}});
   }
   json per_rank = json::array();
   for (int r = 0; r < ranks; ++r) {

@@ -93,10 +93,12 @@ TEST(EvaluateTest, ExpertParallelBitIdentical) {
   options.ctx = 9;
   options.max_batch_tokens = 18;  // 6 batches: uneven over 4 ranks
   options.reference = reference->get();
+  options.kv_dtype = DType::kFP8E4M3;  // the model differs from its reference: KL > 0
   auto one_model = LoadModel(kData + "tiny-deepseek-v3");
   ASSERT_TRUE(one_model.ok());
   auto one = EvaluateTokens(**one_model, ids, *tokenizer, options);
   ASSERT_TRUE(one.ok()) << one.status().message();
+  ASSERT_GT(one->mean_kl_nats, 0.0);
   for (int ep : {2, 4}) {
     std::vector<EvalResult> got(ep);
     const Status st = LocalCommGroup::Run(ep, [&](Communicator& comm) -> Status {
@@ -116,6 +118,7 @@ TEST(EvaluateTest, ExpertParallelBitIdentical) {
       EXPECT_EQ(got[r].nll_nats, one->nll_nats) << ep << " " << r;
       EXPECT_EQ(got[r].mean_kl_nats, one->mean_kl_nats);
       EXPECT_EQ(got[r].num_scored_tokens, one->num_scored_tokens);
+      EXPECT_EQ(got[r].num_scored_bytes, one->num_scored_bytes);
       EXPECT_EQ(got[r].num_windows, one->num_windows);
     }
   }

@@ -234,6 +234,31 @@ TEST(QuantizeOptionsTest, ExcludeKeepsModulesAndConfigSaysSo) {
   fs::remove_all(TempDir("q"));
 }
 
+// Output past the shard size is split into model-0000k-of-0000n files with an
+// index, written one shard at a time; it loads to the same logits.
+TEST(QuantizeOptionsTest, ShardsLargeOutputs) {
+  QuantizeOptions o;
+  o.model_dir = DataDir("tiny-qwen3-moe");
+  o.format = "fp8";
+  o.out_dir = TempDir("one");
+  ASSERT_TRUE(QuantizeCheckpoint(o).ok());
+  QuantizeOptions sharded = o;
+  sharded.out_dir = TempDir("sharded");
+  sharded.shard_bytes = 64 << 10;
+  ASSERT_TRUE(QuantizeCheckpoint(sharded).ok());
+  EXPECT_TRUE(fs::exists(sharded.out_dir + "/model.safetensors.index.json"));
+  EXPECT_FALSE(fs::exists(sharded.out_dir + "/model.safetensors"));
+  int files = 0;
+  for (const auto& e : fs::directory_iterator(sharded.out_dir))
+    files += e.path().extension() == ".safetensors" ? 1 : 0;
+  EXPECT_GT(files, 2);
+  auto a = LoadModel(o.out_dir), b = LoadModel(sharded.out_dir);
+  ASSERT_TRUE(a.ok() && b.ok()) << b.status().message();
+  EXPECT_EQ(SequenceLogits(**a, kTokens), SequenceLogits(**b, kTokens));
+  fs::remove_all(o.out_dir);
+  fs::remove_all(sharded.out_dir);
+}
+
 TEST(QuantConfigTest, ParsesEveryPublishedShapeAndRejectsOthers) {
   auto modelopt = ParseQuantConfig(json::parse(R"({"producer": {"name": "modelopt"},
       "quantization": {"quant_algo": "nvfp4", "kv_cache_quant_algo": "FP8",

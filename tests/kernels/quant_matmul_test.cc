@@ -89,9 +89,11 @@ OwnedWeight RandomWeight(Kind kind, int64_t n, int64_t k, std::mt19937& rng) {
         w.block_n = 1;
         w.block_k = k;
         break;
-      default:  // blocks that straddle the SIMD chunks, and one not a multiple of 4
+      default:  // blocks that straddle the SIMD chunks: a multiple of the vector width
+                // (per-vector scales inside a chunk) and, for odd K, one that is not (the
+                // dequantizing fallback)
         w.block_n = 3;
-        w.block_k = k % 2 ? 6 : 20;
+        w.block_k = k % 2 ? 6 : 48;
         break;
     }
     std::uniform_real_distribution<float> s(1e-3f, 4e-3f);
