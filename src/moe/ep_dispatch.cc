@@ -67,11 +67,15 @@ Status EpDispatch(const EpDispatchHandle& h, const float* x, int64_t hidden, Dis
   const int64_t sent = static_cast<int64_t>(h.plan.row_token.size());
   const int64_t received = static_cast<int64_t>(h.grouped_row.size());
   const int64_t row_bytes = DispatchRowBytes(dtype, hidden);
-  std::vector<uint8_t> send(static_cast<size_t>(sent * row_bytes));
-  EncodeRows(dispatched.data(), sent, hidden, dtype, send.data());
+  std::vector<uint8_t> send;  // f32 rows go as they are
+  if (dtype != DispatchDType::kF32) {
+    send.resize(static_cast<size_t>(sent * row_bytes));
+    EncodeRows(dispatched.data(), sent, hidden, dtype, send.data());
+  }
   std::vector<uint8_t> recv(static_cast<size_t>(received * row_bytes));
-  MR_RETURN_IF_ERROR(comm.AllToAllV(send.data(), Bytes(h.send_rows, row_bytes), recv.data(),
-                                    Bytes(h.recv_rows, row_bytes)));
+  MR_RETURN_IF_ERROR(comm.AllToAllV(
+      dtype == DispatchDType::kF32 ? static_cast<const void*>(dispatched.data()) : send.data(),
+      Bytes(h.send_rows, row_bytes), recv.data(), Bytes(h.recv_rows, row_bytes)));
   rows->resize(static_cast<size_t>(received * hidden));
   for (int64_t i = 0; i < received; ++i)
     DecodeRows(recv.data() + i * row_bytes, 1, hidden, dtype, rows->data() + h.grouped_row[i] * hidden);
