@@ -129,6 +129,7 @@ Status GenerateOnRank(const GenerateFlags& f, const std::string& dir, Communicat
       } else {
         executor.Execute(StepInput{});
       }
+      MR_RETURN_IF_ERROR(model->failure());
       if (balancer) MR_RETURN_IF_ERROR(balancer->AfterStep());
     }
     if (balancer) eplb_report = balancer->Report();

@@ -83,7 +83,7 @@ Status LogitsOnRank(const LogitsFlags& f, const std::string& dir, const std::vec
       chunk.logits = SequenceChunk::Logits::kAll;
       batch.seqs.push_back(chunk);
       model.Forward(batch, cache.view(), pool, &logits);
-      return Status::Ok();
+      return model.failure();
     };
     if (prefill > 0) MR_RETURN_IF_ERROR(run(0, prefill));
     for (int64_t i = prefill; i < n; ++i) MR_RETURN_IF_ERROR(run(i, 1));
@@ -95,6 +95,7 @@ Status LogitsOnRank(const LogitsFlags& f, const std::string& dir, const std::vec
     MR_ASSIGN_OR_RETURN(const bool any, step(false));
     if (!any) return write_stats();
     ForwardEmpty(model, cache.view(), pool);
+    MR_RETURN_IF_ERROR(model.failure());
   }
 }
 

@@ -146,6 +146,7 @@ StatusOr<EvalResult> EvaluateTokens(Model& model, std::span<const int32_t> token
       } else {
         runner.Run({});
       }
+      MR_RETURN_IF_ERROR(model.failure());
     }
     MR_RETURN_IF_ERROR(comm.AllReduceSum(partial));  // each batch has one owner: exact
   }

@@ -1,5 +1,7 @@
 #include "model/model.h"
 
+#include <algorithm>
+
 #include "core/check.h"
 
 namespace moerack {
@@ -34,11 +36,16 @@ void Model::RunMoe(const MoeLayer& moe, int layer_index, const float* x, int64_t
   layer.layer_index = layer_index;
   if (!expert_parallel()) return RunMoeLayer(layer, x, num_tokens, hidden, out, pool);
   CHECK(comm_ != nullptr) << "expert-parallel model without a communicator";
+  if (!failure_.ok()) {  // an earlier layer failed: the collectives are gone
+    std::fill_n(out, num_tokens * hidden, 0.0f);
+    return;
+  }
   const Status st = RunEpMoeLayer(layer, expert_maps_[static_cast<size_t>(layer_index)], *comm_, x,
                                   num_tokens, hidden, out, pool);
   if (!st.ok()) {
-    comm_->Abort(st);
-    CHECK(false) << "expert-parallel MoE layer: " << st.message();
+    failure_ = st.WithContext("expert-parallel MoE layer " + std::to_string(layer_index));
+    comm_->Abort(failure_);
+    std::fill_n(out, num_tokens * hidden, 0.0f);
   }
 }
 

@@ -80,6 +80,11 @@ class Model {
   // next Forward, which every rank must reach with the same maps.
   void set_expert_maps(std::vector<ExpertMap> maps);
   bool expert_parallel() const { return ep_size_ > 1; }
+  // The first communication failure of an expert-parallel Forward (OK if none).
+  // Forward itself cannot fail, so after such a failure its outputs are
+  // meaningless: drivers check this after every step and stop with the error
+  // (the other ranks were told to abort).
+  const Status& failure() const { return failure_; }
   // Brings routed expert `expert` of `layer` into memory (EPLB's weight mover;
   // may run on another thread while Forward runs: weights are read-only).
   virtual void PrefetchExpert(int layer, int expert) const = 0;
@@ -101,6 +106,7 @@ class Model {
   Communicator* comm_ = nullptr;
   DispatchDType dispatch_dtype_ = DispatchDType::kF32;
   MoeStats* stats_ = nullptr;
+  Status failure_;
 };
 
 }  // namespace moerack

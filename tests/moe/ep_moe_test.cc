@@ -13,6 +13,8 @@
 
 #include "comm/local_comm.h"
 #include "moe/ep_dispatch.h"
+#include "engine/kv_cache.h"
+#include "model/registry.h"
 #include "moe/moe_layer.h"
 #include "moe/ep_test_util.h"
 
@@ -168,6 +170,30 @@ TEST(EplbTest, ReplicatedPlacementBitIdenticalToSingleRank) {
       EXPECT_EQ(got[r], want) << "ep " << ep << " rank " << r;
     }
   }
+}
+
+// A rank that fails while the others are inside a forward pass: theirs ends
+// without a crash, the model reports the failure, and the group returns the
+// root cause.
+TEST(EpFailureTest, ARankFailingMidForwardIsAnErrorNotACrash) {
+  const std::string dir = std::string(MOERACK_SOURCE_DIR) + "/tests/data/tiny-qwen3-moe";
+  const std::vector<int32_t> tokens = {1, 2, 3, 4};
+  const std::vector<int32_t> table = {0};
+  const Status st = LocalCommGroup::Run(2, [&](Communicator& c) -> Status {
+    MR_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, LoadModel(dir, {c.rank(), 2}));
+    if (c.rank() == 1) return Error("rank 1 lost its weights");
+    model->set_communicator(&c);
+    KvCache cache(model->config().num_layers, 1, 16, model->kv_floats_per_token());
+    ThreadPool pool(1);
+    ForwardBatch batch;
+    batch.seqs.push_back({tokens, 0, table, SequenceChunk::Logits::kLast});
+    std::vector<float> logits;
+    model->Forward(batch, cache.view(), pool, &logits);
+    EXPECT_FALSE(model->failure().ok());
+    return model->failure();
+  });
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("rank 1 lost its weights"), std::string::npos) << st.message();
 }
 
 }  // namespace
