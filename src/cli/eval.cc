@@ -25,6 +25,7 @@ struct EvalFlags {
   std::string act_dtype = "f32";
   std::string dispatch_dtype = "f32";
   int ep = 1;
+  bool overlap = false;
 };
 
 // One rank's part; with --ep N > 1 the windows' batches go round-robin over
@@ -37,6 +38,7 @@ Status EvalOnRank(const EvalFlags& f, const std::string& dir, Communicator* comm
   model->set_act_dtype(act_dtype);
   MR_ASSIGN_OR_RETURN(const DispatchDType dispatch_dtype, ParseDispatchDType(f.dispatch_dtype));
   model->set_dispatch_dtype(dispatch_dtype);
+  model->set_overlap(f.overlap);
   MR_ASSIGN_OR_RETURN(Tokenizer tokenizer,
                       Tokenizer::FromFile((std::filesystem::path(dir) / "tokenizer.json").string()));
   MR_ASSIGN_OR_RETURN(std::string text, ReadFileToString(f.text));
@@ -106,6 +108,9 @@ Command RegisterEval(CLI::App& app) {
                  "Expert-parallel ranks (window batches round-robin): threads of this process, "
                  "or mpirun's ranks when launched by mpirun")
       ->check(CLI::Range(1, 1024));
+  app.add_flag("--overlap", f->overlap,
+               "Two-batch overlap: each MoE layer's all-to-alls run while the other half of the "
+               "tokens computes (with --ep > 1)");
   app.add_flag("--json", f->json, "One JSON line instead of text");
   return [f] { return RunEval(*f); };
 }

@@ -38,6 +38,7 @@ struct GenerateFlags {
   std::string kv_dtype = "f32";
   std::string act_dtype = "f32";
   int ep = 1;
+  bool overlap = false;
   std::string dispatch_dtype = "f32";
   std::string stats;      // --stats FILE.json
   std::string stats_svg;  // --stats-svg FILE
@@ -54,6 +55,7 @@ Status GenerateOnRank(const GenerateFlags& f, const std::string& dir, Communicat
   MR_ASSIGN_OR_RETURN(const ActDType act_dtype, ParseActDType(f.act_dtype));
   MR_ASSIGN_OR_RETURN(const DispatchDType dispatch_dtype, ParseDispatchDType(f.dispatch_dtype));
   model->set_dispatch_dtype(dispatch_dtype);
+  model->set_overlap(f.overlap);
   MoeStats stats(model->config().num_layers, model->config().num_experts);
   const bool eplb = f.eplb.interval_steps > 0;
   if (!f.stats.empty() || !f.stats_svg.empty() || eplb) model->set_stats(&stats);
@@ -225,6 +227,9 @@ Command RegisterGenerate(CLI::App& app) {
                  "Expert-parallel ranks (sequence i runs on rank i % ep): threads of this "
                  "process, or mpirun's ranks when launched by mpirun (-np must equal --ep)")
       ->check(CLI::Range(1, 1024));
+  app.add_flag("--overlap", f->overlap,
+               "Two-batch overlap: each MoE layer's all-to-alls run while the other half of the "
+               "tokens computes (with --ep > 1)");
   app.add_option("--dispatch-dtype", f->dispatch_dtype,
                  "Token rows sent to the experts: f32 (default), bf16 or fp8 (also on one rank)");
   app.add_option("--stats", f->stats,

@@ -24,6 +24,7 @@ struct LogitsFlags {
   std::string kv_dtype = "f32";
   std::string act_dtype = "f32";
   int ep = 1;
+  bool overlap = false;
   std::string dispatch_dtype = "f32";
   std::string stats;      // --stats FILE.json
   std::string stats_svg;  // --stats-svg FILE
@@ -41,6 +42,7 @@ Status LogitsOnRank(const LogitsFlags& f, const std::string& dir, const std::vec
   MR_ASSIGN_OR_RETURN(const ActDType act_dtype, ParseActDType(f.act_dtype));
   MR_ASSIGN_OR_RETURN(const DispatchDType dispatch_dtype, ParseDispatchDType(f.dispatch_dtype));
   model.set_dispatch_dtype(dispatch_dtype);
+  model.set_overlap(f.overlap);
   MoeStats stats(model.config().num_layers, model.config().num_experts);
   if (!f.stats.empty() || !f.stats_svg.empty()) model.set_stats(&stats);
   model.set_act_dtype(act_dtype);
@@ -125,6 +127,9 @@ Command RegisterLogits(CLI::App& app) {
                  "Expert-parallel ranks: threads of this process, or mpirun's ranks when "
                  "launched by mpirun (-np must equal --ep)")
       ->check(CLI::Range(1, 1024));
+  app.add_flag("--overlap", f->overlap,
+               "Two-batch overlap: each MoE layer's all-to-alls run while the other half of the "
+               "tokens computes (with --ep > 1)");
   app.add_option("--dispatch-dtype", f->dispatch_dtype,
                  "Token rows sent to the experts: f32 (default), bf16 or fp8 (also on one rank)");
   app.add_option("--stats", f->stats,

@@ -12,8 +12,10 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "core/status.h"
 
@@ -45,6 +47,20 @@ class Communicator {
   // Ends the job after a rank-local failure: the other ranks' calls fail too
   // (LocalComm) or the job is aborted (MpiComm).
   virtual void Abort(const Status& why) = 0;
+
+  // Non-blocking all-to-all-v: returns at once; Wait() returns its Status. The
+  // buffers must live until then, and this rank must start no other collective
+  // before waiting (every rank issues its collectives in the same order). The
+  // default runs the blocking call on a helper thread (LocalComm); MpiComm
+  // uses MPI_Ialltoallv.
+  class Pending {
+   public:
+    virtual ~Pending() = default;
+    virtual Status Wait() = 0;
+  };
+  virtual std::unique_ptr<Pending> StartAllToAllV(const void* send,
+                                                  std::vector<int64_t> send_bytes, void* recv,
+                                                  std::vector<int64_t> recv_bytes);
 
   // Typed helper: one int64 per destination rank (e.g. row counts), exchanged.
   Status AllToAllCounts(std::span<const int64_t> send, std::span<int64_t> recv);

@@ -84,6 +84,38 @@ class MpiComm final : public Communicator {
                                    MPI_BYTE, MPI_COMM_WORLD),
                      "alltoallv");
   }
+  std::unique_ptr<Pending> StartAllToAllV(const void* send, std::vector<int64_t> send_bytes,
+                                          void* recv, std::vector<int64_t> recv_bytes) override {
+    // MPI_Ialltoallv: progresses inside MPI while this thread computes.
+    class MpiPending final : public Pending {
+     public:
+      Status status;
+      std::vector<int> sc, sd, rc, rd;
+      MPI_Request request = MPI_REQUEST_NULL;
+      Status Wait() override {
+        if (!status.ok() || request == MPI_REQUEST_NULL) return status;
+        return MpiStatus(MPI_Wait(&request, MPI_STATUS_IGNORE), "ialltoallv wait");
+      }
+    };
+    auto p = std::make_unique<MpiPending>();
+    int64_t send_total = 0, recv_total = 0;
+    for (int64_t b : send_bytes) send_total += b;
+    for (int64_t b : recv_bytes) recv_total += b;
+    if (send_total > INT_MAX || recv_total > INT_MAX) {
+      p->status = Error("ialltoallv: more than 2 GiB in one exchange; use smaller batches");
+      return p;
+    }
+    auto sc = ToInts(send_bytes, "ialltoallv"), rc = ToInts(recv_bytes, "ialltoallv");
+    p->sc = *sc;
+    p->rc = *rc;
+    p->sd = Displacements(p->sc);
+    p->rd = Displacements(p->rc);
+    p->status = MpiStatus(MPI_Ialltoallv(send, p->sc.data(), p->sd.data(), MPI_BYTE, recv,
+                                         p->rc.data(), p->rd.data(), MPI_BYTE, MPI_COMM_WORLD,
+                                         &p->request),
+                          "ialltoallv");
+    return p;
+  }
   Status AllGather(const void* in, int64_t bytes, void* out) override {
     if (bytes > INT_MAX) return Error("allgather: more than 2 GiB per rank");
     return MpiStatus(MPI_Allgather(in, static_cast<int>(bytes), MPI_BYTE, out,

@@ -32,6 +32,7 @@ void Model::RunMoe(const MoeLayer& moe, int layer_index, const float* x, int64_t
                    int64_t hidden, float* out, ThreadPool& pool) {
   MoeLayer layer = moe;
   layer.dispatch_dtype = dispatch_dtype_;
+  layer.overlap = overlap_;
   layer.stats = stats_;
   layer.layer_index = layer_index;
   if (!expert_parallel()) return RunMoeLayer(layer, x, num_tokens, hidden, out, pool);

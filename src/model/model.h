@@ -70,6 +70,8 @@ class Model {
   // Precision of the token rows dispatched to the experts (moe/dispatch.h);
   // applied on one rank too, so EP stays bit-identical per setting.
   void set_dispatch_dtype(DispatchDType t) { dispatch_dtype_ = t; }
+  // Two-batch overlap of the MoE all-to-alls with expert compute (EP only).
+  void set_overlap(bool on) { overlap_ = on; }
   // Where Forward records routing counts, all-to-all bytes and phase times (null: nowhere).
   void set_stats(MoeStats* stats) { stats_ = stats; }
   MoeStats* stats() const { return stats_; }
@@ -105,6 +107,7 @@ class Model {
   int ep_size_ = 1;
   Communicator* comm_ = nullptr;
   DispatchDType dispatch_dtype_ = DispatchDType::kF32;
+  bool overlap_ = false;
   MoeStats* stats_ = nullptr;
   Status failure_;
 };

@@ -1,6 +1,7 @@
 #include "moe/ep_dispatch.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "core/check.h"
 
@@ -60,38 +61,72 @@ std::vector<int64_t> Bytes(const std::vector<int64_t>& rows, int64_t row_bytes) 
 
 }  // namespace
 
-Status EpDispatch(const EpDispatchHandle& h, const float* x, int64_t hidden, DispatchDType dtype,
-                  Communicator& comm, std::vector<float>* rows) {
+EpTransfer StartEpDispatch(const EpDispatchHandle& h, const float* x, int64_t hidden,
+                           DispatchDType dtype, Communicator& comm) {
+  EpTransfer t;
   std::vector<float> dispatched;
   DispatchTokens(h.plan, x, hidden, &dispatched);
   const int64_t sent = static_cast<int64_t>(h.plan.row_token.size());
   const int64_t received = static_cast<int64_t>(h.grouped_row.size());
   const int64_t row_bytes = DispatchRowBytes(dtype, hidden);
-  std::vector<uint8_t> send;  // f32 rows go as they are
-  if (dtype != DispatchDType::kF32) {
-    send.resize(static_cast<size_t>(sent * row_bytes));
-    EncodeRows(dispatched.data(), sent, hidden, dtype, send.data());
+  const void* send = nullptr;
+  if (dtype == DispatchDType::kF32) {  // f32 rows go as they are
+    t.send_f32 = std::move(dispatched);
+    send = t.send_f32.data();
+  } else {
+    t.send.resize(static_cast<size_t>(sent * row_bytes));
+    EncodeRows(dispatched.data(), sent, hidden, dtype, t.send.data());
+    send = t.send.data();
   }
-  std::vector<uint8_t> recv(static_cast<size_t>(received * row_bytes));
-  MR_RETURN_IF_ERROR(comm.AllToAllV(
-      dtype == DispatchDType::kF32 ? static_cast<const void*>(dispatched.data()) : send.data(),
-      Bytes(h.send_rows, row_bytes), recv.data(), Bytes(h.recv_rows, row_bytes)));
+  t.recv.resize(static_cast<size_t>(received * row_bytes));
+  t.pending = comm.StartAllToAllV(send, Bytes(h.send_rows, row_bytes), t.recv.data(),
+                                  Bytes(h.recv_rows, row_bytes));
+  return t;
+}
+
+Status FinishEpDispatch(const EpDispatchHandle& h, int64_t hidden, DispatchDType dtype,
+                        EpTransfer& t, std::vector<float>* rows) {
+  MR_RETURN_IF_ERROR(t.pending->Wait());
+  const int64_t received = static_cast<int64_t>(h.grouped_row.size());
+  const int64_t row_bytes = DispatchRowBytes(dtype, hidden);
   rows->resize(static_cast<size_t>(received * hidden));
   for (int64_t i = 0; i < received; ++i)
-    DecodeRows(recv.data() + i * row_bytes, 1, hidden, dtype, rows->data() + h.grouped_row[i] * hidden);
+    DecodeRows(t.recv.data() + i * row_bytes, 1, hidden, dtype, rows->data() + h.grouped_row[i] * hidden);
+  return Status::Ok();
+}
+
+Status EpDispatch(const EpDispatchHandle& h, const float* x, int64_t hidden, DispatchDType dtype,
+                  Communicator& comm, std::vector<float>* rows) {
+  EpTransfer t = StartEpDispatch(h, x, hidden, dtype, comm);
+  return FinishEpDispatch(h, hidden, dtype, t, rows);
+}
+
+EpTransfer StartEpCombine(const EpDispatchHandle& h, const float* expert_out, int64_t hidden,
+                          Communicator& comm) {
+  EpTransfer t;
+  const int64_t received = static_cast<int64_t>(h.grouped_row.size());
+  const int64_t row_bytes = hidden * static_cast<int64_t>(sizeof(float));
+  t.send.resize(static_cast<size_t>(received * row_bytes));
+  for (int64_t i = 0; i < received; ++i)
+    std::memcpy(t.send.data() + i * row_bytes, expert_out + h.grouped_row[i] * hidden,
+                static_cast<size_t>(row_bytes));
+  t.recv.resize(h.plan.row_token.size() * static_cast<size_t>(row_bytes));
+  t.pending = comm.StartAllToAllV(t.send.data(), Bytes(h.recv_rows, row_bytes), t.recv.data(),
+                                  Bytes(h.send_rows, row_bytes));
+  return t;
+}
+
+Status FinishEpCombine(EpTransfer& t, std::vector<float>* out) {
+  MR_RETURN_IF_ERROR(t.pending->Wait());
+  out->resize(t.recv.size() / sizeof(float));
+  std::memcpy(out->data(), t.recv.data(), t.recv.size());
   return Status::Ok();
 }
 
 Status EpCombine(const EpDispatchHandle& h, const float* expert_out, int64_t hidden,
                  Communicator& comm, std::vector<float>* out) {
-  const int64_t received = static_cast<int64_t>(h.grouped_row.size());
-  std::vector<float> send(static_cast<size_t>(received * hidden));
-  for (int64_t i = 0; i < received; ++i)
-    std::copy_n(expert_out + h.grouped_row[i] * hidden, hidden, send.data() + i * hidden);
-  out->resize(h.plan.row_token.size() * static_cast<size_t>(hidden));
-  const int64_t row_bytes = hidden * static_cast<int64_t>(sizeof(float));
-  return comm.AllToAllV(send.data(), Bytes(h.recv_rows, row_bytes), out->data(),
-                        Bytes(h.send_rows, row_bytes));
+  EpTransfer t = StartEpCombine(h, expert_out, hidden, comm);
+  return FinishEpCombine(t, out);
 }
 
 }  // namespace moerack

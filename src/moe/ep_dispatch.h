@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "comm/communicator.h"
@@ -42,6 +43,22 @@ StatusOr<EpDispatchHandle> PlanEpDispatch(const RoutingResult& routing, const Ex
 // handle.local_offsets says.
 Status EpDispatch(const EpDispatchHandle& handle, const float* x, int64_t hidden,
                   DispatchDType dtype, Communicator& comm, std::vector<float>* rows);
+
+// The two halves of EpDispatch / EpCombine, for overlapping an all-to-all with
+// other work (two-batch overlap): Start encodes and launches the exchange,
+// Finish waits and decodes. A transfer owns its buffers until finished.
+struct EpTransfer {
+  std::vector<float> send_f32;  // f32 dispatch sends the dispatched rows as they are
+  std::vector<uint8_t> send, recv;
+  std::unique_ptr<Communicator::Pending> pending;
+};
+EpTransfer StartEpDispatch(const EpDispatchHandle& handle, const float* x, int64_t hidden,
+                           DispatchDType dtype, Communicator& comm);
+Status FinishEpDispatch(const EpDispatchHandle& handle, int64_t hidden, DispatchDType dtype,
+                        EpTransfer& transfer, std::vector<float>* rows);
+EpTransfer StartEpCombine(const EpDispatchHandle& handle, const float* expert_out, int64_t hidden,
+                          Communicator& comm);
+Status FinishEpCombine(EpTransfer& transfer, std::vector<float>* out);
 
 // expert_out: [received rows, hidden] in EpDispatch's grouped order. *out gets
 // [this rank's dispatched rows, hidden] in handle.plan's row order.

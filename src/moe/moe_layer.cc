@@ -39,6 +39,54 @@ void AddShared(const MoeLayer& layer, const ExpertOutputs& e, int64_t T, int64_t
   for (int64_t i = 0; i < T * H; ++i) out[i] += shared[i];
 }
 
+// Tokens [t0, t1) of `routing` as a routing of their own.
+RoutingResult SliceRouting(const RoutingResult& r, int64_t t0, int64_t t1) {
+  RoutingResult s;
+  s.num_tokens = t1 - t0;
+  s.top_k = r.top_k;
+  s.expert_ids.assign(r.expert_ids.begin() + t0 * r.top_k, r.expert_ids.begin() + t1 * r.top_k);
+  s.weights.assign(r.weights.begin() + t0 * r.top_k, r.weights.begin() + t1 * r.top_k);
+  return s;
+}
+
+// Two-batch overlap inside one MoE layer: halves A and B of this rank's tokens.
+// dispatch(A) | experts(A) while dispatch(B) flies | experts(B) while combine(A)
+// flies | combine(B). Every rank runs the same sequence (halves may be empty).
+Status RunOverlapped(const MoeLayer& layer, const ExpertMap& map, Communicator& comm,
+                     const RoutingResult& routing, const float* x, int64_t T, int64_t H,
+                     float* out, ThreadPool& pool) {
+  const int64_t half = T / 2;
+  const int64_t t0[2] = {0, half}, t1[2] = {half, T};
+  RoutingResult r[2] = {SliceRouting(routing, 0, half), SliceRouting(routing, half, T)};
+  EpDispatchHandle h[2];
+  for (int i = 0; i < 2; ++i) {
+    MR_ASSIGN_OR_RETURN(h[i], PlanEpDispatch(r[i], map, comm));
+  }
+  std::vector<ExpertWeights> local;
+  for (int s = map.first[comm.rank()]; s < map.first[comm.rank() + 1]; ++s)
+    local.push_back(layer.experts[map.slot_expert[s]]);
+  MoeLayer local_layer = layer;
+  local_layer.experts = local;
+  std::vector<float> rows[2], mine[2];
+  EpTransfer d0 = StartEpDispatch(h[0], x, H, layer.dispatch_dtype, comm);
+  MR_RETURN_IF_ERROR(FinishEpDispatch(h[0], H, layer.dispatch_dtype, d0, &rows[0]));
+  EpTransfer d1 = StartEpDispatch(h[1], x + half * H, H, layer.dispatch_dtype, comm);
+  const ExpertOutputs e0 = RunExperts(local_layer, std::move(rows[0]), h[0].local_offsets, x,
+                                      half, H, pool);
+  MR_RETURN_IF_ERROR(FinishEpDispatch(h[1], H, layer.dispatch_dtype, d1, &rows[1]));
+  EpTransfer c0 = StartEpCombine(h[0], e0.out.data(), H, comm);
+  const ExpertOutputs e1 = RunExperts(local_layer, std::move(rows[1]), h[1].local_offsets,
+                                      x + half * H, T - half, H, pool);
+  MR_RETURN_IF_ERROR(FinishEpCombine(c0, &mine[0]));
+  MR_RETURN_IF_ERROR(EpCombine(h[1], e1.out.data(), H, comm, &mine[1]));
+  const ExpertOutputs* e[2] = {&e0, &e1};
+  for (int i = 0; i < 2; ++i) {
+    CombineExpertOutputs(h[i].plan, r[i], mine[i].data(), H, out + t0[i] * H, pool);
+    AddShared(layer, *e[i], t1[i] - t0[i], H, out + t0[i] * H);
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 void RunMoeLayer(const MoeLayer& layer, const float* x, int64_t T, int64_t H, float* out,
@@ -76,6 +124,14 @@ Status RunEpMoeLayer(const MoeLayer& layer, const ExpertMap& map, Communicator& 
   MatMul({x, H, T, layer.router, router_logits.data(), E}, pool);
   RoutingResult routing;
   RouteTopK(router_logits.data(), T, layer.routing, &routing);
+  if (layer.overlap) {
+    MR_RETURN_IF_ERROR(RunOverlapped(layer, map, comm, routing, x, T, H, out, pool));
+    if (layer.stats != nullptr) {
+      layer.stats->AddRouting(layer.layer_index, routing);
+      layer.stats->expert_s += timer.Seconds();  // not split by phase when overlapped
+    }
+    return Status::Ok();
+  }
   MR_ASSIGN_OR_RETURN(EpDispatchHandle handle, PlanEpDispatch(routing, map, comm));
   std::vector<float> rows;
   MR_RETURN_IF_ERROR(EpDispatch(handle, x, H, layer.dispatch_dtype, comm, &rows));

@@ -25,6 +25,9 @@ struct MoeLayer {
   std::span<const ExpertWeights> experts;  // routed experts
   const ExpertWeights* shared = nullptr;   // optional shared expert
   DispatchDType dispatch_dtype = DispatchDType::kF32;  // rows as the experts see them
+  // Two-batch overlap (EP only): the tokens split in two halves whose all-to-alls
+  // run while the other half's experts compute. Same outputs, bit for bit.
+  bool overlap = false;
   MoeStats* stats = nullptr;  // optional: routing counts, bytes and phase times recorded here
   int layer_index = 0;        // the decoder layer, for stats
 };

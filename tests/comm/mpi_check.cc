@@ -35,11 +35,13 @@ Status Check(Communicator& c) {
   const Weights w = MakeWeights();
   const ExpertMap map = ExpertMap::Contiguous(kExperts, n);
   ThreadPool pool(1);
-  for (bool shared : {false, true}) {
+  for (auto [shared, overlap] : {std::pair{false, false}, {true, false}, {true, true}}) {
     const std::vector<float> x = TokensFor(me);
     std::vector<float> got(x.size()), want(x.size());
-    MR_RETURN_IF_ERROR(RunEpMoeLayer(Layer(w, w.experts, shared), map, c, x.data(), TokensOf(me),
-                                     kHidden, got.data(), pool));
+    MoeLayer layer = Layer(w, w.experts, shared);
+    layer.overlap = overlap;  // MPI_Ialltoallv under the expert GEMM
+    MR_RETURN_IF_ERROR(
+        RunEpMoeLayer(layer, map, c, x.data(), TokensOf(me), kHidden, got.data(), pool));
     RunMoeLayer(Layer(w, w.experts, shared), x.data(), TokensOf(me), kHidden, want.data(), pool);
     if (got != want) return Error("EP MoE output differs from the single-rank layer");
   }

@@ -19,6 +19,9 @@ for m in tiny-qwen3-moe tiny-deepseek-v3; do
   "$mpiexec" --oversubscribe --allow-run-as-root -np "$np" "$bin" "${gen[@]}" --ep "$np" \
     >"$out/ep.txt" 2>/dev/null
   cmp "$out/one.txt" "$out/ep.txt"
+  "$mpiexec" --oversubscribe --allow-run-as-root -np "$np" "$bin" "${gen[@]}" --ep "$np" --overlap \
+    >"$out/ep.txt" 2>/dev/null
+  cmp "$out/one.txt" "$out/ep.txt"
   echo "$m: mpirun -np $np logits and generate bit-identical"
 done
 if "$mpiexec" --oversubscribe --allow-run-as-root -np "$np" "$bin" logits \

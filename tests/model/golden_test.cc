@@ -140,13 +140,14 @@ TEST_P(GoldenCliTest, ExpertParallelLogitsBitIdentical) {
 // spread; sampled tokens equal the single-rank run's, including ranks without sequences.
 TEST_P(GoldenCliTest, ExpertParallelGenerateBitIdentical) {
   const std::string dir = kData + GetParam();
-  auto run = [&](int ep, int num_seqs) {
+  auto run = [&](int ep, int num_seqs) {  // ep < 0: |ep| ranks with --overlap
     const std::string out = ::testing::TempDir() + "/ep_gen_" + GetParam() + "_" +
                             std::to_string(ep) + "_" + std::to_string(getpid()) + ".txt";
     const std::string cmd = std::string(MOERACK_BINARY) + " generate --model " + dir +
                             " --tokens 3,4,5,6,7 --max-tokens 9 --ignore-eos --output-tokens" +
                             " --temperature 0.8 --seed 5 --num-seqs " + std::to_string(num_seqs) +
-                            " --ep " + std::to_string(ep) + " >" + out + " 2>/dev/null";
+                            " --ep " + std::to_string(ep < 0 ? -ep : ep) +
+                            (ep < 0 ? " --overlap" : "") + " >" + out + " 2>/dev/null";
     EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
     auto text = ReadFileToString(out);
     std::remove(out.c_str());
@@ -156,6 +157,7 @@ TEST_P(GoldenCliTest, ExpertParallelGenerateBitIdentical) {
     const std::string one = run(1, num_seqs);
     ASSERT_FALSE(one.empty());
     for (int ep : {2, 3}) EXPECT_EQ(run(ep, num_seqs), one) << "ep " << ep << " seqs " << num_seqs;
+    EXPECT_EQ(run(-2, num_seqs), one) << "ep 2 with --overlap, seqs " << num_seqs;
   }
 }
 

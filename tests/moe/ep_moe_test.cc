@@ -28,8 +28,10 @@ class EpMoeTest : public ::testing::TestWithParam<int> {};
 TEST_P(EpMoeTest, BitIdenticalToSingleRank) {
   const int ep = GetParam();
   const Weights w = MakeWeights();
-  for (auto [shared, dtype] : {std::pair{false, DispatchDType::kF32}, {true, DispatchDType::kF32},
-                               {false, DispatchDType::kBF16}, {true, DispatchDType::kFP8}}) {
+  for (auto [shared, dtype, overlap] :
+       {std::tuple{false, DispatchDType::kF32, false}, {true, DispatchDType::kF32, false},
+        {false, DispatchDType::kBF16, false}, {true, DispatchDType::kFP8, false},
+        {true, DispatchDType::kF32, true}, {false, DispatchDType::kFP8, true}}) {
     const ExpertMap map = ExpertMap::Contiguous(kExperts, ep);
     std::vector<std::vector<float>> got(ep);
     const Status st = LocalCommGroup::Run(ep, [&](Communicator& c) -> Status {
@@ -38,9 +40,12 @@ TEST_P(EpMoeTest, BitIdenticalToSingleRank) {
       const std::vector<float> x = TokensFor(r);
       got[r].resize(x.size());
       // Two layers in a row: the collectives line up call after call.
-      for (int layer = 0; layer < 2; ++layer)
-        MR_RETURN_IF_ERROR(RunEpMoeLayer(Layer(w, w.experts, shared, dtype), map, c, x.data(),
-                                         TokensOf(r), kHidden, got[r].data(), pool));
+      MoeLayer l = Layer(w, w.experts, shared, dtype);
+      l.overlap = overlap;  // two-batch overlap: same bits
+      for (int layer = 0; layer < 2; ++layer) {
+        MR_RETURN_IF_ERROR(
+            RunEpMoeLayer(l, map, c, x.data(), TokensOf(r), kHidden, got[r].data(), pool));
+      }
       return Status::Ok();
     });
     ASSERT_TRUE(st.ok()) << st.message();
