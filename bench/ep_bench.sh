@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Expert parallelism on the shared benchmark model, same total threads in each
 # comparison (EP=1 x 2 threads vs EP=2 x 1 thread), LocalComm (threads) and
-# MPI (mpirun), --num-seqs 1 and 32, and the peak resident memory per rank.
+# MPI (mpirun), two-batch overlap off and on, --num-seqs 1 and 32, and the peak
+# resident memory per rank.
 #   bench/ep_bench.sh [MODEL_DIR]
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,6 +18,8 @@ for n in 1 32; do
   echo "num-seqs=$n EP=1 threads=2: $("$bin" "${gen[@]}" --num-seqs $n --threads 2 2>&1 >/dev/null | tail -1)"
   echo "num-seqs=$n EP=2 threads=1 local: $("$bin" "${gen[@]}" --num-seqs $n --threads 1 --ep 2 2>&1 >/dev/null | tail -1)"
   echo "num-seqs=$n EP=2 threads=1 mpi: $("${mpi[@]}" -np 2 "$bin" "${gen[@]}" --num-seqs $n --threads 1 --ep 2 2>&1 >/dev/null | tail -1)"
+  echo "num-seqs=$n EP=2 threads=1 local --overlap: $("$bin" "${gen[@]}" --num-seqs $n --threads 1 --ep 2 --overlap 2>&1 >/dev/null | tail -1)"
+  echo "num-seqs=$n EP=2 threads=1 mpi --overlap: $("${mpi[@]}" -np 2 "$bin" "${gen[@]}" --num-seqs $n --threads 1 --ep 2 --overlap 2>&1 >/dev/null | tail -1)"
 done
 # Peak resident set of each rank (sampled from /proc while it runs).
 for np in 1 2; do
