@@ -45,4 +45,36 @@ int Fail(const std::string& command, const Status& status) {
   return 1;
 }
 
+void AddModelRunFlags(CLI::App& app, ModelRunFlags* f, const std::string& ep_help,
+                      bool with_stats) {
+  app.add_option("--threads", f->threads, "Computing threads (per rank)")->check(CLI::Range(1, 1024));
+  app.add_option("--kv-dtype", f->kv_dtype, "KV cache element type: f32 (default) or fp8 (E4M3)");
+  app.add_option("--act-dtype", f->act_dtype,
+                 "Activation precision of the matmuls: f32 (default) or bf16 (AVX512-BF16 kernels)");
+  app.add_option("--ep", f->ep,
+                 "Expert-parallel ranks (" + ep_help +
+                     "): threads of this process, or mpirun's ranks when launched by mpirun "
+                     "(-np must equal --ep)")
+      ->check(CLI::Range(1, 1024));
+  app.add_flag("--overlap", f->overlap,
+               "Two-batch overlap: each MoE layer's all-to-alls run while the other half of the "
+               "tokens computes (with --ep > 1)");
+  app.add_option("--dispatch-dtype", f->dispatch_dtype,
+                 "Token rows sent to the experts: f32 (default), bf16 or fp8 (also on one rank)");
+  if (!with_stats) return;
+  app.add_option("--stats", f->stats,
+                 "Write per-layer expert load, rank imbalance, all-to-all bytes and phase times "
+                 "(JSON; rank 0)");
+  app.add_option("--stats-svg", f->stats_svg, "Write a heatmap of expert load per layer (SVG)");
+}
+
+Status ApplyModelRunFlags(const ModelRunFlags& f, Model& model) {
+  MR_ASSIGN_OR_RETURN(const ActDType act_dtype, ParseActDType(f.act_dtype));
+  model.set_act_dtype(act_dtype);
+  MR_ASSIGN_OR_RETURN(const DispatchDType dispatch_dtype, ParseDispatchDType(f.dispatch_dtype));
+  model.set_dispatch_dtype(dispatch_dtype);
+  model.set_overlap(f.overlap);
+  return Status::Ok();
+}
+
 }  // namespace moerack::cli

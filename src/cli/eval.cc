@@ -15,17 +15,12 @@ namespace moerack::cli {
 namespace {
 
 struct EvalFlags {
+  ModelRunFlags run;
   std::string model;
   std::string text;
   std::string reference;
   int64_t ctx = 0;
-  int threads = 1;
   bool json = false;
-  std::string kv_dtype = "f32";
-  std::string act_dtype = "f32";
-  std::string dispatch_dtype = "f32";
-  int ep = 1;
-  bool overlap = false;
 };
 
 // One rank's part; with --ep N > 1 the windows' batches go round-robin over
@@ -34,11 +29,7 @@ Status EvalOnRank(const EvalFlags& f, const std::string& dir, Communicator* comm
   const int rank = comm != nullptr ? comm->rank() : 0, ep = comm != nullptr ? comm->size() : 1;
   MR_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, LoadModel(dir, {rank, ep}));
   if (ep > 1) model->set_communicator(comm);
-  MR_ASSIGN_OR_RETURN(const ActDType act_dtype, ParseActDType(f.act_dtype));
-  model->set_act_dtype(act_dtype);
-  MR_ASSIGN_OR_RETURN(const DispatchDType dispatch_dtype, ParseDispatchDType(f.dispatch_dtype));
-  model->set_dispatch_dtype(dispatch_dtype);
-  model->set_overlap(f.overlap);
+  MR_RETURN_IF_ERROR(ApplyModelRunFlags(f.run, *model));
   MR_ASSIGN_OR_RETURN(Tokenizer tokenizer,
                       Tokenizer::FromFile((std::filesystem::path(dir) / "tokenizer.json").string()));
   MR_ASSIGN_OR_RETURN(std::string text, ReadFileToString(f.text));
@@ -51,9 +42,9 @@ Status EvalOnRank(const EvalFlags& f, const std::string& dir, Communicator* comm
   const std::vector<int32_t> tokens = tokenizer.Encode(text);
   EvalOptions options;
   options.ctx = f.ctx > 0 ? f.ctx : model->config().max_position_embeddings;
-  options.threads = f.threads;
+  options.threads = f.run.threads;
   options.reference = reference.get();
-  MR_ASSIGN_OR_RETURN(options.kv_dtype, ParseKvDType(f.kv_dtype));
+  MR_ASSIGN_OR_RETURN(options.kv_dtype, ParseKvDType(f.run.kv_dtype));
   options.comm = ep > 1 ? comm : nullptr;
   MR_ASSIGN_OR_RETURN(const EvalResult r, EvaluateTokens(*model, tokens, tokenizer, options));
   if (rank != 0) return Status::Ok();
@@ -82,7 +73,7 @@ int RunEval(const EvalFlags& f) {
   auto dir = ResolveModelDir(f.model);
   if (!dir.ok()) return Fail(cmd, dir.status());
   const Status st =
-      RunExpertParallel(f.ep, [&](Communicator* comm) { return EvalOnRank(f, *dir, comm); });
+      RunExpertParallel(f.run.ep, [&](Communicator* comm) { return EvalOnRank(f, *dir, comm); });
   return st.ok() ? 0 : Fail(cmd, st);
 }
 
@@ -97,20 +88,7 @@ Command RegisterEval(CLI::App& app) {
       ->check(CLI::Range(int64_t{2}, int64_t{1} << 20));
   app.add_option("--reference", f->reference,
                  "Reference model directory: also report KL(reference || model)");
-  app.add_option("--threads", f->threads, "Computing threads")->check(CLI::Range(1, 1024));
-  app.add_option("--kv-dtype", f->kv_dtype, "KV cache element type of the model: f32 or fp8");
-  app.add_option("--act-dtype", f->act_dtype,
-                 "Activation precision of the matmuls: f32 (default) or bf16 (AVX512-BF16 kernels)");
-  app.add_option("--dispatch-dtype", f->dispatch_dtype,
-                 "Token rows as the experts see them: f32 (default), bf16 or fp8 (what an "
-                 "expert-parallel dispatch in that type computes)");
-  app.add_option("--ep", f->ep,
-                 "Expert-parallel ranks (window batches round-robin): threads of this process, "
-                 "or mpirun's ranks when launched by mpirun")
-      ->check(CLI::Range(1, 1024));
-  app.add_flag("--overlap", f->overlap,
-               "Two-batch overlap: each MoE layer's all-to-alls run while the other half of the "
-               "tokens computes (with --ep > 1)");
+  AddModelRunFlags(app, &f->run, "window batches round-robin", /*with_stats=*/false);
   app.add_flag("--json", f->json, "One JSON line instead of text");
   return [f] { return RunEval(*f); };
 }

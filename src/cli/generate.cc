@@ -18,6 +18,7 @@ namespace moerack::cli {
 namespace {
 
 struct GenerateFlags {
+  ModelRunFlags run;
   std::string model;
   std::string prompt;
   std::string tokens;
@@ -29,19 +30,11 @@ struct GenerateFlags {
   std::vector<std::string> stop;
   bool ignore_eos = false;
   int num_seqs = 1;
-  int threads = 1;
   int64_t max_model_len = 0;
   int64_t max_batched_tokens = 2048;
   int64_t kv_cache_tokens = 0;
   bool output_tokens = false;
   bool use_tokens = false;  // --tokens was given (possibly empty)
-  std::string kv_dtype = "f32";
-  std::string act_dtype = "f32";
-  int ep = 1;
-  bool overlap = false;
-  std::string dispatch_dtype = "f32";
-  std::string stats;      // --stats FILE.json
-  std::string stats_svg;  // --stats-svg FILE
   EplbOptions eplb;
 };
 
@@ -52,20 +45,16 @@ Status GenerateOnRank(const GenerateFlags& f, const std::string& dir, Communicat
   const int rank = comm != nullptr ? comm->rank() : 0, ep = comm != nullptr ? comm->size() : 1;
   MR_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, LoadModel(dir, {rank, ep}));
   if (ep > 1) model->set_communicator(comm);
-  MR_ASSIGN_OR_RETURN(const ActDType act_dtype, ParseActDType(f.act_dtype));
-  MR_ASSIGN_OR_RETURN(const DispatchDType dispatch_dtype, ParseDispatchDType(f.dispatch_dtype));
-  model->set_dispatch_dtype(dispatch_dtype);
-  model->set_overlap(f.overlap);
+  MR_RETURN_IF_ERROR(ApplyModelRunFlags(f.run, *model));
   MoeStats stats(model->config().num_layers, model->config().num_experts);
   const bool eplb = f.eplb.interval_steps > 0;
-  if (!f.stats.empty() || !f.stats_svg.empty() || eplb) model->set_stats(&stats);
+  if (!f.run.stats.empty() || !f.run.stats_svg.empty() || eplb) model->set_stats(&stats);
   if (eplb && ep == 1) return Error("--eplb-interval needs --ep > 1");
   if (eplb && (model->config().num_experts + f.eplb.redundant_slots) % ep != 0) {
     return Error("--eplb-slots " + std::to_string(f.eplb.redundant_slots) + ": experts (" +
                  std::to_string(model->config().num_experts) +
                  ") + redundant slots must be a multiple of --ep " + std::to_string(ep));
   }
-  model->set_act_dtype(act_dtype);
   const ModelConfig& config = model->config();
 
   std::unique_ptr<Tokenizer> tokenizer;
@@ -104,8 +93,8 @@ Status GenerateOnRank(const GenerateFlags& f, const std::string& dir, Communicat
   const int64_t kv_tokens = f.kv_cache_tokens > 0 ? f.kv_cache_tokens : per_seq * num_local;
   ec.scheduler.num_blocks =
       (kv_tokens + ec.scheduler.block_size - 1) / ec.scheduler.block_size + num_local;
-  MR_ASSIGN_OR_RETURN(const DType kv_dtype, ParseKvDType(f.kv_dtype));
-  CpuExecutor executor(*model, ec.scheduler.num_blocks, ec.scheduler.block_size, f.threads,
+  MR_ASSIGN_OR_RETURN(const DType kv_dtype, ParseKvDType(f.run.kv_dtype));
+  CpuExecutor executor(*model, ec.scheduler.num_blocks, ec.scheduler.block_size, f.run.threads,
                        kv_dtype);
   Engine engine(config, executor, ec, tokenizer.get());
   std::vector<SeqId> ids;
@@ -180,9 +169,9 @@ Status GenerateOnRank(const GenerateFlags& f, const std::string& dir, Communicat
       st[3] = std::max(st[3], all[r * 4 + 3]);
     }
   }
-  if (!f.stats.empty() || !f.stats_svg.empty()) {
-    MR_RETURN_IF_ERROR(WriteMoeStats(stats, model->expert_maps(), ep > 1 ? comm : nullptr, f.stats,
-                                     f.stats_svg, {{"eplb", eplb_report}}));
+  if (!f.run.stats.empty() || !f.run.stats_svg.empty()) {
+    MR_RETURN_IF_ERROR(WriteMoeStats(stats, model->expert_maps(), ep > 1 ? comm : nullptr, f.run.stats,
+                                     f.run.stats_svg, {{"eplb", eplb_report}}));
   }
   if (rank != 0) return Status::Ok();
   std::cout << text;
@@ -198,7 +187,7 @@ int RunGenerate(const GenerateFlags& f) {
   auto dir = ResolveModelDir(f.model);
   if (!dir.ok()) return Fail(cmd, dir.status());
   const Status st =
-      RunExpertParallel(f.ep, [&](Communicator* comm) { return GenerateOnRank(f, *dir, comm); });
+      RunExpertParallel(f.run.ep, [&](Communicator* comm) { return GenerateOnRank(f, *dir, comm); });
   return st.ok() ? 0 : Fail(cmd, st);
 }
 
@@ -222,20 +211,7 @@ Command RegisterGenerate(CLI::App& app) {
   app.add_flag("--ignore-eos", f->ignore_eos, "Keep generating after EOS");
   app.add_option("--num-seqs", f->num_seqs, "Copies of the request, batched")
       ->check(CLI::Range(1, 4096));
-  app.add_option("--threads", f->threads, "Computing threads (per rank)")->check(CLI::Range(1, 1024));
-  app.add_option("--ep", f->ep,
-                 "Expert-parallel ranks (sequence i runs on rank i % ep): threads of this "
-                 "process, or mpirun's ranks when launched by mpirun (-np must equal --ep)")
-      ->check(CLI::Range(1, 1024));
-  app.add_flag("--overlap", f->overlap,
-               "Two-batch overlap: each MoE layer's all-to-alls run while the other half of the "
-               "tokens computes (with --ep > 1)");
-  app.add_option("--dispatch-dtype", f->dispatch_dtype,
-                 "Token rows sent to the experts: f32 (default), bf16 or fp8 (also on one rank)");
-  app.add_option("--stats", f->stats,
-                 "Write per-layer expert load, rank imbalance, all-to-all bytes and phase times "
-                 "(JSON; rank 0)");
-  app.add_option("--stats-svg", f->stats_svg, "Write a heatmap of expert load per layer (SVG)");
+  AddModelRunFlags(app, &f->run, "sequence i runs on rank i % ep", /*with_stats=*/true);
   app.add_option("--eplb-slots", f->eplb.redundant_slots,
                  "EPLB: redundant expert slots per MoE layer (replicas of hot experts)")
       ->check(CLI::Range(0, 1 << 20));
@@ -253,9 +229,6 @@ Command RegisterGenerate(CLI::App& app) {
   app.add_option("--kv-cache-tokens", f->kv_cache_tokens,
                  "KV cache capacity in tokens (default: enough for all)")
       ->check(CLI::Range(1, std::numeric_limits<int>::max()));
-  app.add_option("--kv-dtype", f->kv_dtype, "KV cache element type: f32 (default) or fp8 (E4M3)");
-  app.add_option("--act-dtype", f->act_dtype,
-                 "Activation precision of the matmuls: f32 (default) or bf16 (AVX512-BF16 kernels)");
   app.add_flag("--output-tokens", f->output_tokens, "Print generated token ids instead of text");
   return [f, prompt, tokens] {
     if (prompt->count() == 0 && tokens->count() == 0) {

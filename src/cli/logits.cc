@@ -15,19 +15,12 @@ namespace moerack::cli {
 namespace {
 
 struct LogitsFlags {
+  ModelRunFlags run;
   std::string model;
   std::string tokens;
   std::string out;
   int64_t decode_from = -1;
-  int threads = 1;
   int64_t max_model_len = 0;
-  std::string kv_dtype = "f32";
-  std::string act_dtype = "f32";
-  int ep = 1;
-  bool overlap = false;
-  std::string dispatch_dtype = "f32";
-  std::string stats;      // --stats FILE.json
-  std::string stats_svg;  // --stats-svg FILE
 };
 
 // One rank's share: the whole sequence on rank 0; with --ep N > 1 the other
@@ -39,13 +32,9 @@ Status LogitsOnRank(const LogitsFlags& f, const std::string& dir, const std::vec
                       LoadModel(dir, {ep_rank, comm != nullptr ? comm->size() : 1}));
   Model& model = *loaded;
   if (comm != nullptr && comm->size() > 1) model.set_communicator(comm);
-  MR_ASSIGN_OR_RETURN(const ActDType act_dtype, ParseActDType(f.act_dtype));
-  MR_ASSIGN_OR_RETURN(const DispatchDType dispatch_dtype, ParseDispatchDType(f.dispatch_dtype));
-  model.set_dispatch_dtype(dispatch_dtype);
-  model.set_overlap(f.overlap);
+  MR_RETURN_IF_ERROR(ApplyModelRunFlags(f.run, model));
   MoeStats stats(model.config().num_layers, model.config().num_experts);
-  if (!f.stats.empty() || !f.stats_svg.empty()) model.set_stats(&stats);
-  model.set_act_dtype(act_dtype);
+  if (!f.run.stats.empty() || !f.run.stats_svg.empty()) model.set_stats(&stats);
   const ModelConfig& c = model.config();
   const int64_t n = static_cast<int64_t>(ids.size());
   MR_RETURN_IF_ERROR(CheckTokenIds(ids, c.vocab_size, "--tokens"));
@@ -57,20 +46,20 @@ Status LogitsOnRank(const LogitsFlags& f, const std::string& dir, const std::vec
   if (f.decode_from > n) return Error("--decode-from must be <= the number of tokens");
   const int block_size = 16;
   const int64_t num_blocks = (n + block_size - 1) / block_size;
-  MR_ASSIGN_OR_RETURN(const DType kv_dtype, ParseKvDType(f.kv_dtype));
+  MR_ASSIGN_OR_RETURN(const DType kv_dtype, ParseKvDType(f.run.kv_dtype));
   KvCache cache(c.num_layers, num_blocks, block_size, model.kv_floats_per_token(), kv_dtype);
   std::vector<int32_t> table(static_cast<size_t>(num_blocks));
   for (int64_t b = 0; b < num_blocks; ++b)
     table[b] = static_cast<int32_t>(num_blocks - 1 - b);  // not identity: exercise paging
-  ThreadPool pool(f.threads);
+  ThreadPool pool(f.run.threads);
   std::vector<float> logits;
   const bool ep = model.expert_parallel();
   auto step = [&](bool has_work) -> StatusOr<bool> {
     return ep ? AnyRankHasWork(*comm, has_work) : StatusOr<bool>(has_work);
   };
   auto write_stats = [&]() -> Status {
-    if (f.stats.empty() && f.stats_svg.empty()) return Status::Ok();
-    return WriteMoeStats(stats, model.expert_maps(), ep ? comm : nullptr, f.stats, f.stats_svg);
+    if (f.run.stats.empty() && f.run.stats_svg.empty()) return Status::Ok();
+    return WriteMoeStats(stats, model.expert_maps(), ep ? comm : nullptr, f.run.stats, f.run.stats_svg);
   };
   if (ep_rank == 0) {
     const int64_t prefill = f.decode_from >= 0 ? f.decode_from : n;
@@ -108,7 +97,7 @@ int RunLogits(const LogitsFlags& f) {
   auto ids = ParseTokenList(f.tokens, "--tokens");
   if (!ids.ok()) return Fail(cmd, ids.status());
   const Status st = RunExpertParallel(
-      f.ep, [&](Communicator* comm) { return LogitsOnRank(f, *dir, *ids, comm); });
+      f.run.ep, [&](Communicator* comm) { return LogitsOnRank(f, *dir, *ids, comm); });
   return st.ok() ? 0 : Fail(cmd, st);
 }
 
@@ -122,25 +111,9 @@ Command RegisterLogits(CLI::App& app) {
   app.add_option("--decode-from", f->decode_from,
                  "Prefill this many tokens, then decode one at a time")
       ->check(CLI::Range(0, std::numeric_limits<int>::max()));
-  app.add_option("--threads", f->threads, "Computing threads (per rank)")->check(CLI::Range(1, 1024));
-  app.add_option("--ep", f->ep,
-                 "Expert-parallel ranks: threads of this process, or mpirun's ranks when "
-                 "launched by mpirun (-np must equal --ep)")
-      ->check(CLI::Range(1, 1024));
-  app.add_flag("--overlap", f->overlap,
-               "Two-batch overlap: each MoE layer's all-to-alls run while the other half of the "
-               "tokens computes (with --ep > 1)");
-  app.add_option("--dispatch-dtype", f->dispatch_dtype,
-                 "Token rows sent to the experts: f32 (default), bf16 or fp8 (also on one rank)");
-  app.add_option("--stats", f->stats,
-                 "Write per-layer expert load, rank imbalance, all-to-all bytes and phase times "
-                 "(JSON; rank 0)");
-  app.add_option("--stats-svg", f->stats_svg, "Write a heatmap of expert load per layer (SVG)");
+  AddModelRunFlags(app, &f->run, "rank 0 runs the sequence", /*with_stats=*/true);
   app.add_option("--max-model-len", f->max_model_len, "Max tokens (default: the model's)")
       ->check(CLI::Range(1, std::numeric_limits<int>::max()));
-  app.add_option("--kv-dtype", f->kv_dtype, "KV cache element type: f32 (default) or fp8 (E4M3)");
-  app.add_option("--act-dtype", f->act_dtype,
-                 "Activation precision of the matmuls: f32 (default) or bf16 (AVX512-BF16 kernels)");
   return [f] { return RunLogits(*f); };
 }
 
