@@ -198,6 +198,11 @@ struct Fp4Decoder {
     const int64_t K = w.cols;
     const auto* packed = static_cast<const uint8_t*>(w.data) + n * K / 2 + c * (kChunk / 2);
     hwy::Prefetch(packed + kFp4PrefetchBytes);
+    if (c % 8 == 0) {  // the scale stream, as far ahead
+      const int64_t per_chunk = nv ? kChunk / 16 : kChunk / 32;
+      hwy::Prefetch(static_cast<const uint8_t*>(w.scales) + n * K / (nv ? 16 : 32) +
+                    (c + kFp4PrefetchBytes / (kChunk / 2)) * per_chunk);
+    }
     Chunk ch;
     ch.codes = hn::LoadU(du, reinterpret_cast<const uint32_t*>(packed));
     const auto* sc = static_cast<const uint8_t*>(w.scales);
