@@ -62,8 +62,6 @@ class Communicator {
                                                   std::vector<int64_t> send_bytes, void* recv,
                                                   std::vector<int64_t> recv_bytes);
 
-  // Typed helper: one int64 per destination rank (e.g. row counts), exchanged.
-  Status AllToAllCounts(std::span<const int64_t> send, std::span<int64_t> recv);
 };
 
 }  // namespace moerack

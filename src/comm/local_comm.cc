@@ -1,46 +1,12 @@
 #include "comm/local_comm.h"
 
 #include <chrono>
-#include <functional>
 #include <cstring>
 #include <thread>
 
 #include "core/check.h"
 
 namespace moerack {
-
-namespace {
-class ThreadPending final : public Communicator::Pending {
- public:
-  explicit ThreadPending(std::function<Status()> fn)
-      : thread_([this, fn = std::move(fn)] { status_ = fn(); }) {}
-  ~ThreadPending() override {
-    if (thread_.joinable()) thread_.join();
-  }
-  Status Wait() override {
-    if (thread_.joinable()) thread_.join();
-    return status_;
-  }
-
- private:
-  Status status_;
-  std::thread thread_;
-};
-}  // namespace
-
-std::unique_ptr<Communicator::Pending> Communicator::StartAllToAllV(
-    const void* send, std::vector<int64_t> send_bytes, void* recv, std::vector<int64_t> recv_bytes) {
-  return std::make_unique<ThreadPending>(
-      [this, send, recv, sb = std::move(send_bytes), rb = std::move(recv_bytes)] {
-        return AllToAllV(send, sb, recv, rb);
-      });
-}
-
-Status Communicator::AllToAllCounts(std::span<const int64_t> send, std::span<int64_t> recv) {
-  CHECK(static_cast<int>(send.size()) == size() && static_cast<int>(recv.size()) == size());
-  std::vector<int64_t> bytes(static_cast<size_t>(size()), sizeof(int64_t));
-  return AllToAllV(send.data(), bytes, recv.data(), bytes);
-}
 
 class LocalComm final : public Communicator {
   enum Op { kAllToAllV = 1, kAllGather, kAllReduce, kBarrier };

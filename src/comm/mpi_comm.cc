@@ -23,14 +23,11 @@ bool LaunchedByMpi() {
 
 #ifndef MOERACK_HAVE_MPI
 
-bool MpiBuilt() { return false; }
 StatusOr<std::unique_ptr<Communicator>> MpiWorld() {
   return Error("this moerack was built without MPI (install libopenmpi-dev and rebuild)");
 }
 
 #else
-
-bool MpiBuilt() { return true; }
 
 namespace {
 

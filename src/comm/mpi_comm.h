@@ -11,8 +11,6 @@
 
 namespace moerack {
 
-// Whether this binary was built with MPI.
-bool MpiBuilt();
 // Whether the process was started by mpirun/mpiexec (an MPI launcher's environment).
 bool LaunchedByMpi();
 // Initialises MPI once and returns the world communicator; MPI_Finalize runs

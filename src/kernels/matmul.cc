@@ -501,7 +501,6 @@ void ObserveInputs(std::span<const GemmProblem> problems) {
 
 void SetActivationObserver(ActivationObserver* observer) { g_observer = observer; }
 
-ActDType CurrentActDType() { return tls_act; }
 ActDTypeScope::ActDTypeScope(ActDType t) : previous_(tls_act) { tls_act = t; }
 ActDTypeScope::~ActDTypeScope() { tls_act = previous_; }
 

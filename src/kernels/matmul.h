@@ -37,7 +37,6 @@ struct GemmProblem {
 // unpacking throughput); elsewhere the f32 kernel runs on the rounded x.
 // Models set it for the duration of a forward pass (ActDTypeScope).
 enum class ActDType : uint8_t { kF32, kBF16 };
-ActDType CurrentActDType();
 class ActDTypeScope {
  public:
   explicit ActDTypeScope(ActDType t);

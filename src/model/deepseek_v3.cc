@@ -235,8 +235,8 @@ class DeepseekV3Model final : public Model {
     const auto& experts = layers_[static_cast<size_t>(layer)].experts;
     if (expert >= 0 && expert < static_cast<int>(experts.size())) experts[expert].TouchPages();
   }
-  void Forward(const ForwardBatch& batch, const KvCacheView& cache, ThreadPool& pool,
-               std::vector<float>* logits) override;
+  void ForwardImpl(const ForwardBatch& batch, const KvCacheView& cache, ThreadPool& pool,
+                   std::vector<float>* logits) override;
 
  private:
   struct Layer {
@@ -502,15 +502,12 @@ void DeepseekV3Model::FeedForward(const Layer& L, int layer, int64_t T, ThreadPo
   for (int64_t i = 0; i < T * H; ++i) h_[i] += tmp_[i];
 }
 
-void DeepseekV3Model::Forward(const ForwardBatch& batch, const KvCacheView& cache, ThreadPool& pool,
-                              std::vector<float>* logits) {
-  ActDTypeScope act(act_dtype());
-  if (stats() != nullptr) stats()->num_forward += 1;
+void DeepseekV3Model::ForwardImpl(const ForwardBatch& batch, const KvCacheView& cache,
+                                  ThreadPool& pool, std::vector<float>* logits) {
   const ModelConfig& c = config_;
   const int64_t H = c.hidden_size;
   const BatchLayout layout = LayoutBatch(batch);
   const int64_t T = layout.num_rows();
-  if (T == 0 && !expert_parallel()) return;  // EP ranks join every layer's all-to-alls
   h_.resize(static_cast<size_t>(T * H));
   x_.resize(h_.size());
   tmp_.resize(h_.size());
@@ -520,7 +517,7 @@ void DeepseekV3Model::Forward(const ForwardBatch& batch, const KvCacheView& cach
     RmsNorm(h_.data(), H, L.input_norm, c.rms_norm_eps, T, H, x_.data(), H);
     Timer attention_timer;
     Attention(L, l, layout.seqs, layout.positions, cache, pool);
-    if (stats() != nullptr) stats()->attention_s += attention_timer.Seconds();
+    RecordAttentionTime(attention_timer.Seconds());
     RmsNorm(h_.data(), H, L.post_norm, c.rms_norm_eps, T, H, x_.data(), H);
     FeedForward(L, l, T, pool);
   }

@@ -6,6 +6,16 @@
 
 namespace moerack {
 
+void Model::Forward(const ForwardBatch& batch, const KvCacheView& cache, ThreadPool& pool,
+                    std::vector<float>* logits) {
+  ActDTypeScope act(act_dtype_);
+  if (stats_ != nullptr) stats_->num_forward += 1;
+  bool empty = true;
+  for (const SequenceChunk& s : batch.seqs) empty = empty && s.tokens.empty();
+  if (empty && !expert_parallel()) return;  // EP ranks join every layer's all-to-alls
+  ForwardImpl(batch, cache, pool, logits);
+}
+
 void Model::set_communicator(Communicator* comm) {
   CHECK(comm == nullptr || comm->size() == ep_size_)
       << "communicator of " << comm->size() << " ranks for a model loaded for " << ep_size_;

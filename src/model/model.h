@@ -53,9 +53,12 @@ class Model {
   virtual WeightFootprint footprint() const = 0;
   // Runs the batch; appends to `logits` the rows asked for, in batch order
   // (each row vocab_size floats). Token ids must be < vocab_size (checked by
-  // the caller at the edge).
-  virtual void Forward(const ForwardBatch& batch, const KvCacheView& cache, ThreadPool& pool,
-                       std::vector<float>* logits) = 0;
+  // the caller at the edge). What every architecture shares happens here: the
+  // activation-precision scope, the step count of the stats, and the empty-batch
+  // rule (skipped on one rank; run on an expert-parallel rank, whose MoE layers
+  // are collectives); the architecture's ForwardImpl does the rest.
+  void Forward(const ForwardBatch& batch, const KvCacheView& cache, ThreadPool& pool,
+               std::vector<float>* logits);
 
   // Activation precision of the forward pass's matmuls (kernels/matmul.h): f32
   // unless set; Forward runs under ActDTypeScope(act_dtype()).
@@ -95,6 +98,14 @@ class Model {
   // Set by the architecture's loader: the placement and this rank.
   void set_expert_placement(int num_experts, int num_layers, const ModelLoadOptions& options);
   int ep_rank() const { return ep_rank_; }
+  // The architecture's forward pass (called by Forward, also with an empty batch
+  // on expert-parallel ranks).
+  virtual void ForwardImpl(const ForwardBatch& batch, const KvCacheView& cache, ThreadPool& pool,
+                           std::vector<float>* logits) = 0;
+  // Adds to the stats' attention time (no-op without stats).
+  void RecordAttentionTime(double seconds) {
+    if (stats_ != nullptr) stats_->attention_s += seconds;
+  }
   // One MoE layer on this rank's tokens: RunMoeLayer, or RunEpMoeLayer across
   // the ranks (a communication failure aborts the job with its message).
   void RunMoe(const MoeLayer& layer, int layer_index, const float* x, int64_t num_tokens,

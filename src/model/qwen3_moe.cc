@@ -258,8 +258,8 @@ class Qwen3MoeModel final : public Model {
     if (expert >= 0 && expert < static_cast<int>(experts.size())) experts[expert].TouchPages();
   }
 
-  void Forward(const ForwardBatch& batch, const KvCacheView& cache, ThreadPool& pool,
-               std::vector<float>* logits) override;
+  void ForwardImpl(const ForwardBatch& batch, const KvCacheView& cache, ThreadPool& pool,
+                   std::vector<float>* logits) override;
 
  private:
   struct Layer {
@@ -368,15 +368,12 @@ void Qwen3MoeModel::FeedForward(const Layer& L, int layer, int64_t T, ThreadPool
   for (int64_t i = 0; i < T * H; ++i) h_[i] += tmp_[i];
 }
 
-void Qwen3MoeModel::Forward(const ForwardBatch& batch, const KvCacheView& cache, ThreadPool& pool,
-                            std::vector<float>* logits) {
-  ActDTypeScope act(act_dtype());
-  if (stats() != nullptr) stats()->num_forward += 1;
+void Qwen3MoeModel::ForwardImpl(const ForwardBatch& batch, const KvCacheView& cache,
+                                ThreadPool& pool, std::vector<float>* logits) {
   const ModelConfig& c = config_;
   const int64_t H = c.hidden_size;
   const BatchLayout layout = LayoutBatch(batch);
   const int64_t T = layout.num_rows();
-  if (T == 0 && !expert_parallel()) return;  // EP ranks join every layer's all-to-alls
   const int64_t nq = int64_t{c.num_heads} * c.head_dim, nkv = int64_t{c.num_kv_heads} * c.head_dim;
   h_.resize(static_cast<size_t>(T * H));
   x_.resize(h_.size());
@@ -391,7 +388,7 @@ void Qwen3MoeModel::Forward(const ForwardBatch& batch, const KvCacheView& cache,
     RmsNorm(h_.data(), H, L.input_norm, c.rms_norm_eps, T, H, x_.data(), H);
     Timer attention_timer;
     Attention(L, l, layout.seqs, layout.positions, cache, pool);
-    if (stats() != nullptr) stats()->attention_s += attention_timer.Seconds();
+    RecordAttentionTime(attention_timer.Seconds());
     RmsNorm(h_.data(), H, L.post_norm, c.rms_norm_eps, T, H, x_.data(), H);
     FeedForward(L, l, T, pool);
   }
