@@ -16,5 +16,6 @@ Command RegisterMembw(CLI::App& app);
 Command RegisterEval(CLI::App& app);
 Command RegisterInfo(CLI::App& app);
 Command RegisterQuantize(CLI::App& app);
+Command RegisterSim(CLI::App& app);
 
 }  // namespace moerack::cli

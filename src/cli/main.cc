@@ -30,6 +30,8 @@ int main(int argc, char** argv) {
       moerack::cli::RegisterRandomModel);
   add("quantize", "Write an NVFP4 / MXFP4 / FP8 copy of a checkpoint (ModelOpt / DeepSeek layouts)",
       moerack::cli::RegisterQuantize);
+  add("sim", "Rack-scale simulator: throughput per GPU vs tokens/s per user for a model on a system",
+      moerack::cli::RegisterSim);
   add("membw", "Measure memory read bandwidth (the roofline denominator)",
       moerack::cli::RegisterMembw);
   try {

@@ -38,9 +38,11 @@ Scheduler::Scheduler(const SchedulerConfig& config) : config_(config), blocks_(c
   CHECK_GT(config_.max_num_batched_tokens, 0);
 }
 
-Status Scheduler::Add(SeqId seq, int64_t num_tokens) {
+Status Scheduler::Add(SeqId seq, int64_t num_tokens, int64_t num_computed) {
   if (seqs_.count(seq)) return Error("sequence " + std::to_string(seq) + " already added");
   if (num_tokens <= 0) return Error("a sequence needs at least one token");
+  if (num_computed < 0 || num_computed >= num_tokens)
+    return Error("a sequence needs at least one token to compute");
   if (BlocksFor(num_tokens + 1) > blocks_.num_blocks()) {
     return Error("prompt of " + std::to_string(num_tokens) +
                  " tokens does not fit in the KV cache (" +
@@ -51,6 +53,7 @@ Status Scheduler::Add(SeqId seq, int64_t num_tokens) {
                  " tokens exceeds the per-step token budget without chunked prefill");
   }
   seqs_[seq].num_tokens = num_tokens;
+  seqs_[seq].num_computed = num_computed;
   waiting_.push_back(seq);
   return Status::Ok();
 }
@@ -112,12 +115,13 @@ StepPlan Scheduler::Schedule() {
     const SeqId id = waiting_.front();
     Seq& s = seqs_.at(id);
     if (BlocksFor(s.num_tokens) > blocks_.num_free()) break;
-    const int64_t n = std::min(s.num_tokens, budget);
-    if (n < s.num_tokens && !config_.chunked_prefill) break;
+    const int64_t remaining = s.num_tokens - s.num_computed;
+    const int64_t n = std::min(remaining, budget);
+    if (n < remaining && !config_.chunked_prefill) break;
     CHECK(GrowTo(s, s.num_tokens));
     waiting_.pop_front();
     running_.push_back(id);
-    plan.chunks.push_back({id, 0, n, n == s.num_tokens});
+    plan.chunks.push_back({id, s.num_computed, n, s.num_computed + n == s.num_tokens});
     budget -= n;
   }
   return plan;

@@ -71,8 +71,11 @@ class Scheduler {
   explicit Scheduler(const SchedulerConfig& config);
 
   // Queues a sequence whose first `num_tokens` tokens are known (the prompt).
+  // The KV of its first `num_computed` tokens is already present when it is
+  // admitted (a disaggregated decode instance receives the prompt's KV from a
+  // prefill instance); a preempted sequence recomputes everything.
   // Fails if it could never fit in the KV cache.
-  Status Add(SeqId seq, int64_t num_tokens);
+  Status Add(SeqId seq, int64_t num_tokens, int64_t num_computed = 0);
   // The engine appended a sampled token to a sequence.
   void AppendToken(SeqId seq);
   // Removes a sequence (finished or aborted) and frees its blocks.
