@@ -160,6 +160,9 @@ StepCost CostModel::Layer(const StepWork& w, bool moe, double frac) const {
   const ModelSpec& m = model_;
   const double tp = layout_.tp;
   const double T = w.tokens * frac;
+  // Tokens of the slowest data-parallel rank (attention, dense MLPs, all-reduce).
+  const double pf = w.slowest_prefill_scale;
+  const double T_local = (w.tokens + (pf - 1) * w.prefill_tokens) * frac;
   StepCost c;
   const double bw = hw_.hbm_bytes_per_s * eff_.hbm;
   const Precision p_attn = Widest(options_.precision, Precision::kFp8);
@@ -167,15 +170,15 @@ StepCost CostModel::Layer(const StepWork& w, bool moe, double frac) const {
 
   // Attention projections. MLA: decode tokens use kv_b absorbed (once per
   // query); prefill chunks expand the latent of every context token.
-  double attn_flops = 2.0 * T * static_cast<double>(m.attn_params - m.kv_expand_params) / tp;
+  double attn_flops = 2.0 * T_local * static_cast<double>(m.attn_params - m.kv_expand_params) / tp;
   attn_flops += 2.0 * m.kv_expand_params *
-                ((w.tokens - w.prefill_tokens) + w.prefill_ctx) * frac / tp;
+                ((w.tokens - w.prefill_tokens) + pf * w.prefill_ctx) * frac / tp;
   Roof proj = Roofline(attn_flops, m.attn_params * BytesPerElement(p_attn) / tp,
                        hw_.GemmFlops(p_attn) * eff_.gemm, bw);
   // Attention over the context; windowed layers see at most the window.
   const double wf = static_cast<double>(m.num_window_layers) / m.num_layers;
   const double dec_ctx = ((1 - wf) * w.decode_ctx + wf * w.decode_ctx_win) * frac;
-  const double pre_pairs = ((1 - wf) * w.prefill_pairs + wf * w.prefill_pairs_win) * frac;
+  const double pre_pairs = ((1 - wf) * w.prefill_pairs + wf * w.prefill_pairs_win) * frac * pf;
   // Query tokens of a decode step (MTP verifies 1 + mtp per sequence).
   const double q_per_seq = 1.0 + options_.mtp;
   const double core_flops = (dec_ctx * q_per_seq * m.AttentionFlopsPerPair(true) +
@@ -183,7 +186,7 @@ StepCost CostModel::Layer(const StepWork& w, bool moe, double frac) const {
   const double split = m.attention == AttentionKind::kGqa
                            ? std::min<double>(layout_.tp, m.num_kv_heads)
                            : 1.0;
-  const double kv_bytes = (dec_ctx + w.prefill_ctx * frac) * m.kv_elements_per_token_layer *
+  const double kv_bytes = (dec_ctx + w.prefill_ctx * frac * pf) * m.kv_elements_per_token_layer *
                           BytesPerElement(options_.kv) / split;
   // FP8 KV halves the bytes, not the math: attention kernels compute in bf16.
   const double attn_rate = hw_.flops_bf16 * eff_.attention;
@@ -213,7 +216,8 @@ StepCost CostModel::Layer(const StepWork& w, bool moe, double frac) const {
     AddPart(&c, Part::kExperts, Roofline(flops, bytes, gemm_rate, bw));
     if (m.shared_params > 0)
       AddPart(&c, Part::kDenseMlp,
-              Roofline(2.0 * T * m.shared_params / tp, m.shared_params * b / tp, gemm_rate, bw));
+              Roofline(2.0 * T_local * m.shared_params / tp, m.shared_params * b / tp, gemm_rate,
+                       bw));
     // Dispatch in the GEMM precision (NVFP4 / FP8 activations), combine in bf16.
     const double tokens_per_gpu = T / tp;
     AllToAll(tokens_per_gpu, b, &c);
@@ -221,12 +225,12 @@ StepCost CostModel::Layer(const StepWork& w, bool moe, double frac) const {
     AllToAll(tokens_per_gpu, combine_elem_bytes, &c);
   } else {
     AddPart(&c, Part::kDenseMlp,
-            Roofline(2.0 * T * m.dense_ffn_params / tp, m.dense_ffn_params * b / tp, gemm_rate,
-                     bw));
+            Roofline(2.0 * T_local * m.dense_ffn_params / tp, m.dense_ffn_params * b / tp,
+                     gemm_rate, bw));
   }
   if (layout_.tp > 1) {
     // Two ring all-reduces (after attention and after the MLP) of T x hidden bf16.
-    const double bytes = 2.0 * (tp - 1) / tp * T * m.hidden * 2.0;
+    const double bytes = 2.0 * (tp - 1) / tp * T_local * m.hidden * 2.0;
     const double t = 2.0 * bytes / (hw_.nvlink_bytes_per_s * eff_.link);
     const double lat = 2.0 * 2.0 * std::log2(tp) * hw_.nvlink_latency_s;
     AddPart(&c, Part::kAllReduce, {t + lat, t > lat ? Bound::kNetwork : Bound::kLatency});

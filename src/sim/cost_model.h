@@ -36,12 +36,12 @@ namespace moerack::sim {
 // Fitted once on the calibration rows of tests/sim/published.csv
 // (`moerack sim --fit tests/sim/published.csv`; README "Simulator").
 struct Efficiency {
-  double gemm = 0.70;              // fraction of dense peak FLOP/s a GEMM reaches
-  double hbm = 0.80;               // fraction of HBM bandwidth a weight/KV stream reaches
-  double attention = 0.45;         // fraction of peak FLOP/s attention kernels reach
-  double link = 0.65;              // fraction of link bandwidth collectives reach
-  double layer_overhead_s = 20e-6; // fixed cost per layer per step (per micro-batch)
-  double moe_skew = 0.10;          // routing imbalance beyond sampling noise, after EPLB
+  double gemm = 0.31875;           // fraction of dense peak FLOP/s a GEMM reaches
+  double hbm = 0.60;               // fraction of HBM bandwidth a weight/KV stream reaches
+  double attention = 0.70;         // fraction of bf16 peak FLOP/s attention kernels reach
+  double link = 0.625;             // fraction of link bandwidth collectives reach
+  double layer_overhead_s = 100e-6; // fixed cost per layer per step (per micro-batch)
+  double moe_skew = 0.05;          // routing imbalance beyond sampling noise, after EPLB
 };
 
 // Memory the engine leaves for weights + KV cache (the rest: activations,
@@ -77,6 +77,10 @@ struct StepWork {
   double prefill_pairs_win = 0;  // same within the sliding window
   double prefill_ctx = 0;        // tokens prefill chunks read back or expand (start + n)
   double sampled = 0;            // rows through lm_head
+  // Data-parallel attention ranks meet at every MoE layer, so the step waits
+  // for the rank with the most prefill: its prefill work over this rank's
+  // (>= 1; scales the prefill share of attention and dense MLPs only).
+  double slowest_prefill_scale = 1;
 };
 
 enum class Part { kAttention, kExperts, kDenseMlp, kAllToAll, kAllReduce, kLmHead, kOverhead };

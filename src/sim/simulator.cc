@@ -19,11 +19,13 @@ double CausalPairs(double start, double n, double window) {
 
 }  // namespace
 
-StepCost SimExecutor::Execute(const StepPlan& plan, const std::vector<bool>& is_decode) const {
+StepCost SimExecutor::Execute(const StepPlan& plan, const std::vector<bool>& is_decode,
+                              double slowest_prefill_scale) const {
   const ModelSpec& m = model_.model();
   const double window = static_cast<double>(m.sliding_window);
   const double q_per_seq = 1.0 + model_.options().mtp;
   StepWork w;
+  w.slowest_prefill_scale = slowest_prefill_scale;
   for (size_t i = 0; i < plan.chunks.size(); ++i) {
     const ScheduledChunk& c = plan.chunks[i];
     const double start = static_cast<double>(c.start), n = static_cast<double>(c.num_tokens);
@@ -76,6 +78,7 @@ class RankSim {
         wl_(wl),
         opt_(opt),
         mtp_(model.options().mtp),
+        dp_(model.layout().dp()),
         sched_(SchedulerConfig{std::max<int64_t>(0, limits.kv_tokens / limits.block_size),
                                limits.block_size, limits.max_num_seqs,
                                limits.max_batched_tokens, /*chunked_prefill=*/true}),
@@ -121,7 +124,17 @@ class RankSim {
         is_decode[i] = r.generated > 0 && c.samples && c.num_tokens <= 1 + mtp_;
         if (!is_decode[i]) prefill_tokens += c.num_tokens;
       }
-      const StepCost cost = exec_.Execute(plan, is_decode);
+      // Aggregated ranks take prompts at random steps; a step waits for the
+      // rank with the most prefill. With prefill on a fraction q of a rank's
+      // steps, some rank of dp has it on 1 - (1 - q)^dp of them: the prefill
+      // this rank does costs that over q (time-averaged, the slowest rank's).
+      double scale = 1;
+      if (wl_.role == Role::kAggregated && dp_ > 1 && prefill_tokens > 0) {
+        const double q = (prefill_steps_ + 1.0) / (res_.steps + 2.0);
+        scale = (1.0 - std::pow(1.0 - q, dp_)) / q;
+      }
+      if (prefill_tokens > 0) ++prefill_steps_;
+      const StepCost cost = exec_.Execute(plan, is_decode, scale);
       t_ += cost.total_s;
       res_.cost.Add(cost);
       ++res_.steps;
@@ -136,7 +149,10 @@ class RankSim {
         if (res_.steps >= opt_.max_steps * 20) break;  // overloaded: the queue only grows
       } else if (res_.steps >= opt_.max_steps ||
                  (res_.steps >= opt_.min_steps &&
-                  (chunk_ops >= opt_.chunk_budget || res_.steps >= wl_.osl))) {
+                  (chunk_ops >= opt_.chunk_budget || res_.steps >= wl_.osl) &&
+                  (wl_.role != Role::kAggregated ||
+                   static_cast<int64_t>(res_.ttft_s.size()) >=
+                       std::min<int64_t>(8, wl_.concurrency)))) {
         break;
       }
     }
@@ -206,6 +222,8 @@ class RankSim {
   RankWorkload wl_;
   RankSimOptions opt_;
   int mtp_;
+  int dp_;
+  int64_t prefill_steps_ = 0;
   Scheduler sched_;
   std::mt19937_64 rng_;
   std::vector<Request> reqs_;

@@ -28,7 +28,9 @@ class SimExecutor {
   explicit SimExecutor(const CostModel& model) : model_(model) {}
   // `plan` as the Scheduler returned it; `is_decode[i]`: chunk i is a decode
   // step of a sequence past its prompt (its query count includes MTP drafts).
-  StepCost Execute(const StepPlan& plan, const std::vector<bool>& is_decode) const;
+  // `slowest_prefill_scale`: StepWork's field of that name.
+  StepCost Execute(const StepPlan& plan, const std::vector<bool>& is_decode,
+                   double slowest_prefill_scale = 1) const;
   const CostModel& cost_model() const { return model_; }
 
  private:

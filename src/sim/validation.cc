@@ -207,10 +207,11 @@ Efficiency FitEfficiency(const std::vector<PublishedRow>& rows, const Efficiency
     double Efficiency::*field;
     double lo, hi;
   };
-  const Knob knobs[] = {{&Efficiency::gemm, 0.3, 0.9},      {&Efficiency::hbm, 0.5, 0.92},
-                        {&Efficiency::attention, 0.15, 0.8}, {&Efficiency::link, 0.3, 0.9},
-                        {&Efficiency::layer_overhead_s, 2e-6, 80e-6},
-                        {&Efficiency::moe_skew, 0.0, 0.6}};
+  // Ranges a real system plausibly spans (the fit may not leave them).
+  const Knob knobs[] = {{&Efficiency::gemm, 0.25, 0.8},      {&Efficiency::hbm, 0.6, 0.9},
+                        {&Efficiency::attention, 0.2, 0.7},  {&Efficiency::link, 0.4, 0.85},
+                        {&Efficiency::layer_overhead_s, 5e-6, 100e-6},
+                        {&Efficiency::moe_skew, 0.0, 0.4}};
   Efficiency best = start;
   double best_loss = loss(best);
   for (int round = 0; round < 3; ++round) {
