@@ -37,6 +37,7 @@ struct SimFlags {
   double mtp_accept = 0.7;
   bool inswitch_reduce = false;
   uint64_t seed = 1;
+  double price = 0;  // $/GPU-hour; 0: the catalog's
   std::string validate, fit;
 };
 
@@ -46,10 +47,8 @@ StatusOr<SimSetup> Setup(const SimFlags& f, const std::string& hardware,
                          const std::string& precision) {
   SimSetup s;
   MR_ASSIGN_OR_RETURN(s.model, LoadModelSpec(f.model));
-  if (s.model.num_experts == 0 && s.model.num_moe_layers == 0) {
-    // Dense models price fine; nothing to do.
-  }
   MR_ASSIGN_OR_RETURN(s.hw, LoadHardware(hardware));
+  if (f.price > 0) s.hw.price_per_gpu_hour = f.price;
   MR_ASSIGN_OR_RETURN(s.system.precision, ParsePrecision(precision, "--precision"));
   const std::string kv =
       f.kv_dtype.empty() ? (s.system.precision == Precision::kNvfp4 ? "fp8" : "bf16") : f.kv_dtype;
@@ -212,9 +211,12 @@ int RunLayout(const SimFlags& f) {
                                f.arrival_rate > 0 ? f.arrival_rate / ranks : 0);
   } else if (prefill && decode && !agg) {
     PoolReport d = *decode;
-    if (f.concurrency > 0) d.batch_per_rank = f.concurrency / (d.instances * d.layout.dp());
-    if (d.batch_per_rank <= 0)
-      return Fail(kCmd, Error("--layout: the decode pool needs batch=N or --concurrency"));
+    const double ranks = d.instances * d.layout.dp();
+    if (f.concurrency > 0) d.batch_per_rank = f.concurrency / ranks;
+    if (f.arrival_rate > 0) d.rate_per_rank = f.arrival_rate / ranks;
+    if (d.batch_per_rank <= 0 && d.rate_per_rank <= 0)
+      return Fail(kCmd, Error("--layout: the decode pool needs batch=N, --concurrency or "
+                              "--arrival-rate"));
     point = SimulateDisaggregated(*s, *prefill, d);
   }
   if (!point.ok()) return Fail(kCmd, point.status());
@@ -413,7 +415,7 @@ Command RegisterSim(CLI::App& app) {
       ->check(CLI::IsMember({"prefill", "decode"}));
   app.add_option("--concurrency", f->concurrency, "With --layout: requests in flight in total")
       ->check(CLI::Range(1.0, 1e7));
-  app.add_option("--arrival-rate", f->arrival_rate, "With --layout agg: Poisson arrivals, requests/s")
+  app.add_option("--arrival-rate", f->arrival_rate, "With --layout: Poisson arrivals in total, requests/s")
       ->check(CLI::Range(1e-6, 1e7));
   app.add_option("--mtp", f->mtp, "MTP speculative draft tokens per step (0: off)")
       ->check(CLI::Range(0, 8));
@@ -421,6 +423,8 @@ Command RegisterSim(CLI::App& app) {
       ->check(CLI::Range(0.0, 1.0));
   app.add_flag("--inswitch-reduce", f->inswitch_reduce, "Combine reduced in the NVLink switch");
   app.add_option("--seed", f->seed, "Random seed of arrivals and lengths");
+  app.add_option("--price", f->price, "$ per GPU-hour for the cost figures (default: the catalog's)")
+      ->check(CLI::Range(0.0, 1e6));
   app.add_option("--validate", f->validate, "Replay a published.csv and print the errors");
   app.add_option("--fit", f->fit, "Fit the efficiency factors on a published.csv's calibration rows");
   return [f] { return RunSim(*f); };

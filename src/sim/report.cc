@@ -108,10 +108,10 @@ std::string FrontierSvg(const std::string& title, const std::vector<PlotSeries>&
       xmax = std::max(xmax, p.tokens_per_s_per_user);
       ymax = std::max(ymax, p.output_tokens_per_s_per_gpu);
     }
-  // Round the axes up to a 1/2/5 step.
+  // Round the axes up to a round number.
   auto nice = [](double v) {
     const double e = std::pow(10, std::floor(std::log10(v)));
-    for (double m : {1.0, 2.0, 5.0, 10.0})
+    for (double m : {1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0})
       if (v <= m * e) return m * e;
     return 10 * e;
   };

@@ -70,12 +70,14 @@ CostModel Model(const SimSetup& s, const Layout& l) {
 
 StatusOr<RankSimResult> RunDecode(const SimSetup& s, const PoolReport& pool) {
   const CostModel cm = Model(s, pool.layout);
-  const int c = std::max(1, static_cast<int>(std::lround(pool.batch_per_rank)));
+  const bool open = pool.rate_per_rank > 0;
+  const int c = open ? 4096 : std::max(1, static_cast<int>(std::lround(pool.batch_per_rank)));
   const int64_t q = int64_t{c} * (1 + s.system.mtp);
   MR_ASSIGN_OR_RETURN(RankLimits lim,
                       Limits(cm, s, s.isl + s.osl / 2.0, c, std::max<int64_t>(2 * q, 1024)));
   RankWorkload wl = Workload(s, Role::kDecode);
   wl.concurrency = c;
+  wl.arrival_rate_per_s = pool.rate_per_rank;
   return SimulateRank(cm, wl, lim);
 }
 
@@ -112,7 +114,9 @@ StatusOr<SystemPoint> ComposeDisaggregated(const SimSetup& s, PoolReport prefill
   p.gpus = prefill.gpus() + decode.gpus();
   p.output_tokens_per_s_per_gpu = out_per_s / p.gpus;
   p.total_tokens_per_s_per_gpu = (out_per_s + req_per_s * s.isl) / p.gpus;
-  p.pools = {prefill, decode};
+  PoolReport d = decode;
+  if (d.rate_per_rank > 0) d.batch_per_rank = rd.mean_running;
+  p.pools = {prefill, d};
   FillEconomics(s.hw, &p);
   return p;
 }

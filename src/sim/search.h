@@ -40,6 +40,7 @@ struct PoolReport {
   int instances = 1;
   Layout layout;                 // of one instance
   double batch_per_rank = 0;     // decode/aggregated: running sequences per DP rank
+  double rate_per_rank = 0;      // decode: Poisson arrivals per DP rank (req/s) instead
   int64_t tokens_per_step = 0;   // max tokens per step per DP rank
   double utilization = 0;        // prefill pools: busy fraction
   int gpus() const { return instances * layout.gpus; }

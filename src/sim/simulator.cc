@@ -103,6 +103,9 @@ class RankSim {
       while (open && arrivals < opt_.open_loop_requests && next_arrival <= t_) {
         MR_RETURN_IF_ERROR(Arrive(next_arrival, -1.0));
         ++arrivals;
+        last_arrival_s_ = next_arrival;
+        output_at_last_arrival_ = res_.output_tokens;
+        input_at_last_arrival_ = res_.input_tokens;
         next_arrival += gap(rng_);
       }
       if (!sched_.HasWork()) {
@@ -157,6 +160,13 @@ class RankSim {
       }
     }
     res_.duration_s = t_;
+    if (open && last_arrival_s_ > first_finish_s_ && first_finish_s_ > 0) {
+      // Throughput in steady state: from the first completion (the ramp-up is
+      // over) to the last arrival (before the drain).
+      res_.duration_s = last_arrival_s_ - first_finish_s_;
+      res_.output_tokens = output_at_last_arrival_ - output_at_first_finish_;
+      res_.input_tokens = input_at_last_arrival_ - input_at_first_finish_;
+    }
     res_.mean_running = res_.steps > 0 ? running_sum / res_.steps : 0;
     return std::move(res_);
   }
@@ -210,7 +220,11 @@ class RankSim {
     res_.output_tokens += produced;
     if (wl_.role == Role::kPrefill || r.generated >= r.osl) {
       sched_.Remove(id);
-      ++res_.finished;
+      if (res_.finished++ == 0) {
+        first_finish_s_ = t_;
+        output_at_first_finish_ = res_.output_tokens;
+        input_at_first_finish_ = res_.input_tokens;
+      }
       if (!open) return Arrive(t_, -1.0);  // closed loop: the user sends the next request
       return Status::Ok();
     }
@@ -229,6 +243,9 @@ class RankSim {
   std::vector<Request> reqs_;
   RankSimResult res_;
   double t_ = 0;
+  double last_arrival_s_ = 0, first_finish_s_ = 0;
+  int64_t output_at_first_finish_ = 0, input_at_first_finish_ = 0;
+  int64_t output_at_last_arrival_ = 0, input_at_last_arrival_ = 0;
 };
 
 }  // namespace

@@ -62,7 +62,7 @@ struct RankLimits {
 };
 
 struct RankSimResult {
-  double duration_s = 0;       // simulated time covered
+  double duration_s = 0;       // simulated time covered (open loop: until the last arrival)
   int64_t steps = 0;
   int64_t output_tokens = 0;   // tokens produced by decode steps (and first tokens)
   int64_t input_tokens = 0;    // prompt tokens computed

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Issue-7 figures for BENCHMARKS.md:
+#  1. the `cpu` catalog entry against moerack's own measured decode on the
+#     shared benchmark model (bf16 weights, one sequence, 2 threads, and at
+#     --num-seqs 8): simulated / measured, target within 25%; also with the
+#     bandwidth measured in this run substituted for the catalog's (decode
+#     phase: the KV of the 128-token prompt present, as `generate` reports decode);
+#  2. the speed of a full sweep: DeepSeek-R1 on GB200 NVL72 (nvfp4) and HGX
+#     H200 (fp8), `moerack sim --compare`, wall time.
+#   bench/sim_bench.sh [WORK_DIR]      (default /tmp)
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+bin=$here/build/moerack
+w=${1:-/tmp}
+base=$w/bench-moe
+cfg=$here/../shared/bench/bench-moe.json
+[ -f "$base/model.safetensors" ] || "$bin" random-model --config "$cfg" --out "$base" --seed 1
+
+echo "## cpu calibration"
+bw=$("$bin" membw --threads 2 | sed -E 's/.*: ([0-9.]+) GB\/s.*/\1/')
+python3 - "$here/hardware/cpu.json" "$w/cpu-now.json" "$bw" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1])); j["name"] = "cpu-now"
+j["hbm_tb_s"] = float(sys.argv[3]) / 1000; j["sources"]["hbm_tb_s"] = "moerack membw --threads 2, this run"
+json.dump(j, open(sys.argv[2], "w"), indent=1)
+PY
+echo "membw (2 threads) now: $bw GB/s; catalog: $(python3 -c "import json;print(json.load(open('$here/hardware/cpu.json'))['hbm_tb_s']*1000)") GB/s"
+prompt=$(python3 -c "print(','.join(str((i*7919)%31000+100) for i in range(128)))")
+for seqs in 1 8; do
+  line=$("$bin" generate --model "$base" --tokens "$prompt" --max-tokens 65 --ignore-eos \
+    --output-tokens --threads 2 --num-seqs $seqs 2>&1 >/dev/null | tail -1)
+  measured=$(echo "$line" | sed -E 's/.*decode: [0-9]+ tok, ([0-9.]+) tok\/s.*/\1/')
+  for hw in cpu "$w/cpu-now.json"; do
+    sim=$("$bin" sim --model "$cfg" --hardware "$hw" --precision bf16 --kv-dtype bf16 \
+      --isl 128 --osl 64 --layout "decode:gpus=1,batch=$seqs" --phase decode --json |
+      python3 -c "import json,sys;j=json.load(sys.stdin);print(j['output_tokens_per_s_per_gpu'])")
+    python3 -c "print('num-seqs $seqs, hardware $(basename $hw .json): measured decode %.1f tok/s, simulated %.1f tok/s, simulated/measured %.2f' % ($measured, $sim, $sim/$measured))"
+  done
+done
+
+echo "## sweep speed"
+/usr/bin/time -f "wall %e s" "$bin" sim --model deepseek-r1 --compare gb200-nvl72:nvfp4,h200:fp8 \
+  --json 2>&1 >/dev/null | tail -1
+"$bin" sim --model deepseek-r1 --compare gb200-nvl72:nvfp4,h200:fp8 --json |
+  python3 -c "import json,sys;j=json.load(sys.stdin);print('configurations simulated:', sum(s['configurations'] for s in j['systems']), '; search time per system:', [round(s['elapsed_s'],2) for s in j['systems']])"
