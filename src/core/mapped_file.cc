@@ -5,12 +5,64 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 
 namespace moerack {
+
+namespace {
+
+constexpr size_t kHugePage = size_t{2} << 20;
+
+// Transparent huge pages available to madvise() (mode "always" or "madvise").
+bool HugePagesAvailable() {
+  std::ifstream in("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string line;
+  std::getline(in, line);
+  return line.find("[always]") != std::string::npos || line.find("[madvise]") != std::string::npos;
+}
+
+size_t AvailableMemoryBytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  size_t kb = 0;
+  while (in >> key >> kb) {
+    if (key == "MemAvailable:") return kb * 1024;
+    in.ignore(256, '\n');
+  }
+  return 0;
+}
+
+// Copies the open file `fd` of `size` bytes into a 2 MB-aligned anonymous
+// region advised to use huge pages. Null when the memory is not there.
+void* HugePageCopy(int fd, size_t size, size_t* region_size) {
+  const size_t len = (size + kHugePage - 1) / kHugePage * kHugePage + kHugePage;
+  void* raw = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) return nullptr;
+  uint8_t* base = reinterpret_cast<uint8_t*>(
+      (reinterpret_cast<uintptr_t>(raw) + kHugePage - 1) & ~(uintptr_t{kHugePage} - 1));
+  ::madvise(base, len - (base - static_cast<uint8_t*>(raw)), MADV_HUGEPAGE);
+  size_t done = 0;
+  while (done < size) {
+    const ssize_t n = ::pread(fd, base + done, std::min<size_t>(size - done, size_t{1} << 30),
+                              static_cast<off_t>(done));
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR) continue;
+      ::munmap(raw, len);
+      return nullptr;
+    }
+    done += static_cast<size_t>(n);
+  }
+  // The copy is read-only from here on, like the map it replaces.
+  ::mprotect(raw, len, PROT_READ);
+  *region_size = len;
+  return raw;
+}
+
+}  // namespace
 
 StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& path, bool populate) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -23,6 +75,19 @@ StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& path, 
   std::unique_ptr<MappedFile> file(new MappedFile());
   file->path_ = path;
   file->size_ = static_cast<size_t>(st.st_size);
+  if (file->size_ >= kHugePage && populate && HugePagesAvailable() &&
+      file->size_ < AvailableMemoryBytes() / 2) {
+    size_t region = 0;
+    if (void* raw = HugePageCopy(fd, file->size_, &region)) {
+      file->region_ = raw;
+      file->region_size_ = region;
+      file->data_ = reinterpret_cast<const uint8_t*>(
+          (reinterpret_cast<uintptr_t>(raw) + kHugePage - 1) & ~(uintptr_t{kHugePage} - 1));
+      file->huge_ = true;
+      ::close(fd);
+      return file;
+    }
+  }
   if (file->size_ > 0) {
     // MAP_POPULATE: fault the pages in now (as llama.cpp does), not inside the
     // first forward pass, whose timing would otherwise include the page faults.
@@ -33,13 +98,15 @@ StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& path, 
       return Error(path + ": mmap failed: " + std::strerror(errno));
     }
     file->data_ = static_cast<const uint8_t*>(p);
+    file->region_ = p;
+    file->region_size_ = file->size_;
   }
   ::close(fd);
   return file;
 }
 
 MappedFile::~MappedFile() {
-  if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
+  if (region_ != nullptr) ::munmap(region_, region_size_);
 }
 
 StatusOr<std::string> ReadFileToString(const std::string& path) {

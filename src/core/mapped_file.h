@@ -1,5 +1,10 @@
-// MappedFile: a read-only memory map of a whole file, populated at open. Weights are used in place
-// from the map (no copy); the map lives as long as the MappedFile.
+// MappedFile: a whole file in memory, read-only, for weights used in place (never
+// converted). Resident files are copied once into anonymous memory backed by 2 MB
+// transparent huge pages where the kernel offers them: streaming weights through
+// 4 KB file pages costs a TLB walk per 4 KB, and reads ~25% slower on this kind of
+// machine (BENCHMARKS.md). Lazy files stay a plain map whose pages come in on
+// first touch, so a process that reads part of the file holds only that part.
+// The memory lives as long as the MappedFile.
 // Thread-safety: immutable after Open; concurrent reads are safe.
 #pragma once
 
@@ -14,8 +19,9 @@ namespace moerack {
 
 class MappedFile {
  public:
-  // populate: fault every page in now (MAP_POPULATE); otherwise pages come in
-  // on first touch, so a process that reads part of the file holds only that part.
+  // populate: the whole file resident now (a huge-page copy when transparent
+  // huge pages are available and the file takes under half the available
+  // memory, else a populated map); otherwise a lazy map.
   static StatusOr<std::unique_ptr<MappedFile>> Open(const std::string& path, bool populate = true);
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
@@ -24,11 +30,15 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  bool huge_pages() const { return huge_; }  // a huge-page copy, not a file map
 
  private:
   MappedFile() = default;
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
+  void* region_ = nullptr;  // what to munmap (the copy's region is larger than size_)
+  size_t region_size_ = 0;
+  bool huge_ = false;
   std::string path_;
 };
 

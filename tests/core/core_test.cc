@@ -1,11 +1,14 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdio>
+#include <cstring>
 #include <cmath>
 #include <random>
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/mapped_file.h"
 #include "core/npy.h"
 #include "core/status.h"
 #include "core/thread_pool.h"
@@ -92,6 +95,38 @@ TEST(NpyTest, RoundTrip) {
   ASSERT_TRUE(arr.ok()) << arr.status().message();
   EXPECT_EQ(arr->shape, (std::vector<int64_t>{2, 3}));
   EXPECT_EQ(arr->data, data);
+}
+
+}  // namespace
+}  // namespace moerack
+
+namespace moerack {
+namespace {
+
+// A resident file of several huge pages is a byte-exact copy (on 2 MB-aligned
+// huge pages when the kernel offers them); a lazy one is a plain map. Both
+// read the same bytes.
+TEST(MappedFileTest, ResidentCopyAndLazyMapReadTheSameBytes) {
+  const std::string path = testing::TempDir() + "/mapped_file_test.bin";
+  std::string bytes(5 * (size_t{1} << 20) + 12345, '\0');
+  uint32_t state = 12345;
+  for (char& c : bytes) {
+    state = state * 1664525u + 1013904223u;
+    c = static_cast<char>(state >> 24);
+  }
+  ASSERT_TRUE(WriteStringToFile(path, bytes).ok());
+  auto resident = MappedFile::Open(path, /*populate=*/true);
+  auto lazy = MappedFile::Open(path, /*populate=*/false);
+  ASSERT_TRUE(resident.ok() && lazy.ok());
+  ASSERT_EQ((*resident)->size(), bytes.size());
+  ASSERT_EQ((*lazy)->size(), bytes.size());
+  EXPECT_EQ(std::memcmp((*resident)->data(), bytes.data(), bytes.size()), 0);
+  EXPECT_EQ(std::memcmp((*lazy)->data(), bytes.data(), bytes.size()), 0);
+  EXPECT_FALSE((*lazy)->huge_pages());
+  if ((*resident)->huge_pages()) {
+    EXPECT_EQ(reinterpret_cast<uintptr_t>((*resident)->data()) % (size_t{2} << 20), 0u);
+  }
+  std::remove(path.c_str());
 }
 
 }  // namespace
