@@ -6,8 +6,29 @@
 
 namespace moerack {
 
+namespace {
+
+constexpr int kSpinIterations = 4000;
+
+// Threads of all live pools (calling threads included).
+std::atomic<int> g_pool_threads{0};
+
+int SpinIterations() {
+  static const int cores = std::max(1u, std::thread::hardware_concurrency());
+  return g_pool_threads.load(std::memory_order_relaxed) <= cores ? kSpinIterations : 0;
+}
+
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+}  // namespace
+
 ThreadPool::ThreadPool(int num_threads) {
   CHECK_GE(num_threads, 1);
+  g_pool_threads.fetch_add(num_threads);
   for (int t = 1; t < num_threads; ++t) workers_.emplace_back([this, t] { WorkerLoop(t); });
 }
 
@@ -18,6 +39,7 @@ ThreadPool::~ThreadPool() {
   }
   work_cv_.notify_all();
   for (auto& w : workers_) w.join();
+  g_pool_threads.fetch_sub(num_threads());
 }
 
 void ThreadPool::RunTasks(int thread) {
@@ -28,19 +50,23 @@ void ThreadPool::RunTasks(int thread) {
   }
 }
 
+
 void ThreadPool::WorkerLoop(int thread) {
   uint64_t seen = 0;
   for (;;) {
+    const int spin = SpinIterations();
+    for (int i = 0; i < spin && generation_.load(std::memory_order_acquire) == seen; ++i)
+      CpuRelax();
     {
       std::unique_lock<std::mutex> lock(mu_);
-      work_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      work_cv_.wait(lock, [&] { return stop_ || generation_.load() != seen; });
       if (stop_) return;
-      seen = generation_;
+      seen = generation_.load();
     }
     RunTasks(thread);
-    {
+    if (active_workers_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       std::lock_guard<std::mutex> lock(mu_);
-      if (--active_workers_ == 0) done_cv_.notify_one();
+      done_cv_.notify_one();
     }
   }
 }
@@ -56,13 +82,16 @@ void ThreadPool::ParallelFor(int64_t num_tasks, const std::function<void(int64_t
     fn_ = &fn;
     num_tasks_ = num_tasks;
     next_task_.store(0, std::memory_order_relaxed);
-    active_workers_ = static_cast<int>(workers_.size());
-    ++generation_;
+    active_workers_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
   }
   work_cv_.notify_all();
   RunTasks(0);
+  const int spin = SpinIterations();
+  for (int i = 0; i < spin && active_workers_.load(std::memory_order_acquire) != 0; ++i)
+    CpuRelax();
   std::unique_lock<std::mutex> lock(mu_);
-  done_cv_.wait(lock, [&] { return active_workers_ == 0; });
+  done_cv_.wait(lock, [&] { return active_workers_.load() == 0; });
   fn_ = nullptr;
 }
 

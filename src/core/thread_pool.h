@@ -1,6 +1,10 @@
 // ThreadPool: a fixed set of worker threads that every heavy op shares.
-// Idle workers block on a condition variable (never spin): several ranks may
-// share two cores. ParallelFor hands out task indices dynamically; a task must
+// Between parallel regions a worker spins briefly (kSpinIterations pauses,
+// ~tens of microseconds: a decoded token runs ~50 regions a few microseconds
+// apart, and a futex wake-up in a VM costs as much as a small region), then
+// blocks on a condition variable. No spinning while the process's pools hold
+// more threads than the machine has cores (expert-parallel ranks as threads):
+// there a spinning worker would steal the core another rank computes on. ParallelFor hands out task indices dynamically; a task must
 // compute whole outputs (never a partial sum another task finishes), so results
 // do not depend on the number of threads or on which thread ran which task.
 // Thread-safety: ParallelFor may be called from one thread at a time.
@@ -43,8 +47,8 @@ class ThreadPool {
   std::mutex mu_;
   std::condition_variable work_cv_;
   std::condition_variable done_cv_;
-  uint64_t generation_ = 0;
-  int active_workers_ = 0;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> active_workers_{0};
   bool stop_ = false;
   const std::function<void(int64_t, int)>* fn_ = nullptr;
   int64_t num_tasks_ = 0;
