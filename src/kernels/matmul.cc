@@ -454,8 +454,11 @@ HWY_EXPORT(RunBlock);
 
 namespace {
 
-// Work split: blocks of output columns (weight rows) and, for long inputs, of
-// rows. Sized so a block's weights stay in L2 while its rows stream by.
+// Work split: blocks of ~1 MB of weights (output columns) and, for long
+// inputs, 64-row blocks of x. Each task prepares its x once (the bf16 kernel
+// rounds and permutes it) and streams one contiguous run of weights: 1 MB
+// blocks measured +15-35% nvfp4 (bf16 activations) and +10-20% fp8 decode at
+// 2 threads over 256 KB ones, bf16 and prefill unchanged (bench-moe).
 struct Split {
   int64_t n_block;
   int64_t m_block;
@@ -464,7 +467,7 @@ struct Split {
 Split ChooseSplit(const GemmProblem& p) {
   const double bytes_per_wrow = std::max(p.w.row_bytes(), 1.0);
   const int64_t n_block =
-      std::max<int64_t>(16, static_cast<int64_t>(256 * 1024 / bytes_per_wrow) / 4 * 4);
+      std::max<int64_t>(16, static_cast<int64_t>(1024 * 1024 / bytes_per_wrow) / 4 * 4);
   return Split{n_block, 64};
 }
 
