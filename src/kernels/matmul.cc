@@ -182,10 +182,24 @@ struct Fp4Decoder {
   const LinearWeight& w;
   bool nv;
   VF table;
+  // NVFP4 scales: E4M3 byte b -> f32 bits b << 20 are 2^-120 times its value;
+  // with the global scale that is one multiply by 2^120 * global when that
+  // product is a normal float (one rounding of the same real product either
+  // way, so bit-identical), else two.
+  bool fused = false;
+  VF scale_mul;
+  hn::Vec<hn::Repartition<uint8_t, DF>> spread;  // VPSHUFB indices: byte i/2 into the low
+                                                 // byte of lane i, the rest zero
 
   explicit Fp4Decoder(const LinearWeight& lw) : w(lw), nv(lw.format == WeightFormat::kNvfp4) {
     const DF df;
+    const DU32 du;
     table = hn::LoadU(df, kE2M1Values);  // kL >= 8: the magnitudes at least
+    const float g = lw.global_scale;
+    fused = nv && !lw.global_divides && g > 0x1p-100f && g < 0x1p7f;
+    scale_mul = hn::Set(df, fused ? 0x1p120f * g : 0x1p120f);
+    spread = hn::BitCast(hn::Repartition<uint8_t, DF>(),
+                         hn::Or(hn::ShiftRight<1>(hn::Iota(du, 0)), hn::Set(du, 0x80808000u)));
   }
   struct Chunk {
     VU32 codes;
@@ -209,12 +223,22 @@ struct Fp4Decoder {
     if (nv) {
       // Lanes 2b, 2b+1 share block b's E4M3 byte: positive, so f32 bits = byte << 20
       // read as 2^-120 times the value.
-      auto b = LoadBytes<L / 2>(sc + n * K / 16 + c * (kChunk / 16));
-      b = hn::InterleaveLower(b, b);
-      const VF s = hn::Mul(hn::BitCast(df, hn::ShiftLeft<20>(hn::PromoteTo(du, b))),
-                           hn::Set(df, 0x1p120f));
-      const VF g = hn::Set(df, w.global_scale);
-      ch.scale = w.global_divides ? hn::Div(s, g) : hn::Mul(s, g);
+      // The L/2 bytes are broadcast to every 128-bit block, so an in-block
+      // byte shuffle spreads them (index bit 7 zeroes the other bytes).
+      using T = std::conditional_t<L == 16, uint64_t, uint32_t>;  // the chunk's L/2 bytes
+      static_assert(sizeof(T) == L / 2, "8 or 16 lanes");
+      T bytes;
+      std::memcpy(&bytes, sc + n * K / 16 + c * (kChunk / 16), sizeof(T));
+      const auto b = hn::BitCast(hn::Repartition<uint8_t, DF>(),
+                                 hn::Set(hn::Repartition<T, DF>(), bytes));
+      const VU32 e = hn::BitCast(du, hn::TableLookupBytesOr0(b, spread));
+      const VF s = hn::Mul(hn::BitCast(df, hn::ShiftLeft<20>(e)), scale_mul);
+      if (fused) {
+        ch.scale = s;
+      } else {
+        const VF g = hn::Set(df, w.global_scale);
+        ch.scale = w.global_divides ? hn::Div(s, g) : hn::Mul(s, g);
+      }
     } else {
       // Lanes 4b..4b+3 share block b's E8M0 byte e: 2^(e-127) (e = 0 is the subnormal 2^-127).
       auto b = LoadBytes<L / 4>(sc + n * K / 32 + c * (kChunk / 32));

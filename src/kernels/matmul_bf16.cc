@@ -63,10 +63,43 @@ void PrepareX(const float* x, int64_t ldx, int64_t rows, int64_t K, bool fp4, ui
   }
 }
 
-MR_TARGET_BF16 inline __m512 Fp4ChunkScale(const LinearWeight& w, int64_t n, int64_t c) {
+// Per-row constants of the NVFP4 scale decode: E4M3 byte b -> f32 is
+// float_bits(b << 20) * 2^120; times the global scale that is one multiply by
+// 2^120 * global when that product is a normal float (then both forms round the
+// same real product once, so the result is bit-identical).
+struct Nvfp4ScaleConsts {
+  bool fused = false;
+  __m512 mul;  // 2^120 * global (fused) or 2^120
+};
+
+MR_TARGET_BF16 inline Nvfp4ScaleConsts MakeNvfp4ScaleConsts(const LinearWeight& w) {
+  Nvfp4ScaleConsts c;
+  const float g = w.global_scale;
+  c.fused = !w.global_divides && g > 0x1p-100f && g < 0x1p7f;
+  c.mul = _mm512_set1_ps(c.fused ? 0x1p120f * g : 0x1p120f);
+  return c;
+}
+
+// Byte i/2 of 8 bytes at p into the low byte of f32 lane i, other bytes zero:
+// one in-lane VPSHUFB of the broadcast qword (index bit 7 zeroes a byte).
+MR_TARGET_BF16 inline __m512i ExpandScaleBytes(const uint8_t* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  const int z = static_cast<int>(0x80808000u);
+  const __m512i idx = _mm512_set_epi32(z | 7, z | 7, z | 6, z | 6, z | 5, z | 5, z | 4, z | 4,
+                                       z | 3, z | 3, z | 2, z | 2, z | 1, z | 1, z | 0, z | 0);
+  return _mm512_shuffle_epi8(_mm512_set1_epi64(static_cast<long long>(v)), idx);
+}
+
+MR_TARGET_BF16 inline __m512 Fp4ChunkScale(const LinearWeight& w, const Nvfp4ScaleConsts& nc,
+                                           int64_t n, int64_t c) {
   const int64_t K = w.cols;
   const auto* sc = static_cast<const uint8_t*>(w.scales);
   if (w.format == WeightFormat::kNvfp4) {
+    if (nc.fused) {
+      const __m512i e = ExpandScaleBytes(sc + n * K / 16 + c * 8);
+      return _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(e, 20)), nc.mul);
+    }
     __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc + n * K / 16 + c * 8));
     b = _mm_unpacklo_epi8(b, b);
     const __m512 s = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu8_epi32(b), 20)),
@@ -93,6 +126,7 @@ MR_TARGET_BF16 void Fp4Tile(const uint16_t* xb, int64_t K, const LinearWeight& w
   for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
   const auto* packed = static_cast<const uint8_t*>(w.data) + n * K / 2;
   const int64_t chunks = K / 128;
+  const Nvfp4ScaleConsts nc = MakeNvfp4ScaleConsts(w);
   for (int64_t c = 0; c < chunks; ++c) {
     // See kFp4PrefetchBytes in matmul.cc: 4 KB ahead, +25% decode on one thread.
     _mm_prefetch(reinterpret_cast<const char*>(packed + c * 64 + 4096), _MM_HINT_T0);
@@ -104,7 +138,7 @@ MR_TARGET_BF16 void Fp4Tile(const uint16_t* xb, int64_t K, const LinearWeight& w
                    _MM_HINT_T0);
     }
     const __m512i codes = _mm512_loadu_si512(packed + c * 64);
-    const __m512 scale = Fp4ChunkScale(w, n, c);
+    const __m512 scale = Fp4ChunkScale(w, nc, n, c);
     const uint16_t* xc = xb + c * 128;
     __m512 part[MR];
     for (int i = 0; i < MR; ++i) part[i] = _mm512_setzero_ps();
