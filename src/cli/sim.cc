@@ -3,6 +3,7 @@
 // tokens/s-per-user frontier (text, --json, --csv, --plot); --compare runs
 // several systems on one workload; --layout/--phase price one fixed
 // configuration; --validate/--fit replay published measurements.
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -122,7 +123,8 @@ StatusOr<std::vector<PoolReport>> ParseLayout(const std::string& spec, const Sim
     else if (role == "decode") p.role = Role::kDecode;
     else if (role == "agg" || role == "aggregated") p.role = Role::kAggregated;
     else return Error("--layout: pool role '" + role + "' (prefill, decode or agg)");
-    int gpus = 1, tp = 1, ep = 0, overlap = 0;
+    int gpus = 1, tp = 1, ep = 0;
+    bool overlap = false;
     double batch = 0, tokens = 16384;
     p.instances = 1;
     std::stringstream kv(colon == std::string::npos ? item : item.substr(colon + 1));
@@ -133,13 +135,20 @@ StatusOr<std::vector<PoolReport>> ParseLayout(const std::string& spec, const Sim
       const std::string k = pair.substr(0, eq), v = pair.substr(eq + 1);
       char* end = nullptr;
       const double x = std::strtod(v.c_str(), &end);
-      if (end == v.c_str() || *end || !(x >= 0))
+      if (end == v.c_str() || *end || !std::isfinite(x) || x < 0)
         return Error("--layout: bad value for " + k + ": '" + v + "'");
-      if (k == "gpus") gpus = static_cast<int>(x);
-      else if (k == "instances") p.instances = static_cast<int>(x);
-      else if (k == "tp") tp = static_cast<int>(x);
-      else if (k == "ep") ep = static_cast<int>(x);
-      else if (k == "overlap") overlap = static_cast<int>(x);
+      const bool integral = x == std::floor(x);
+      auto count = [&](int* out) -> Status {
+        if (!integral || x < 1 || x > 65536)
+          return Error("--layout: " + k + " must be a whole number in [1, 65536], not '" + v + "'");
+        *out = static_cast<int>(x);
+        return Status::Ok();
+      };
+      if (k == "gpus") MR_RETURN_IF_ERROR(count(&gpus));
+      else if (k == "instances") MR_RETURN_IF_ERROR(count(&p.instances));
+      else if (k == "tp") MR_RETURN_IF_ERROR(count(&tp));
+      else if (k == "ep") MR_RETURN_IF_ERROR(count(&ep));
+      else if (k == "overlap") overlap = x != 0;
       else if (k == "batch") batch = x;
       else if (k == "tokens") tokens = x;
       else return Error("--layout: unknown key '" + k +
@@ -151,9 +160,15 @@ StatusOr<std::vector<PoolReport>> ParseLayout(const std::string& spec, const Sim
     if (s.model.num_experts > 0 && ep > s.model.num_experts)
       return Error("--layout: ep " + std::to_string(ep) + " exceeds the model's " +
                    std::to_string(s.model.num_experts) + " experts");
-    p.layout = Layout{gpus, tp, ep, overlap != 0};
+    p.layout = Layout{gpus, tp, ep, overlap};
+    MR_RETURN_IF_ERROR(CheckLayout(s.hw, p.layout));
     p.batch_per_rank = batch * tp;
     p.tokens_per_step = static_cast<int64_t>(tokens * tp);
+    if (p.batch_per_rank > 1e6)
+      return Error("--layout: batch of " + std::to_string(p.batch_per_rank) +
+                   " sequences per rank (at most 1e6)");
+    if (p.tokens_per_step < 1 || tokens * tp > 1e8)
+      return Error("--layout: tokens per step per rank must be in [1, 1e8]");
     pools.push_back(p);
   }
   if (pools.empty()) return Error("--layout: no pool given");
@@ -205,6 +220,7 @@ int RunLayout(const SimFlags& f) {
     const double ranks = agg->instances * agg->layout.dp();
     double c = agg->batch_per_rank;
     if (f.concurrency > 0) c = f.concurrency / ranks;
+    if (c > 1e6) return Fail(kCmd, Error("--concurrency: more than 1e6 requests per rank"));
     if (f.arrival_rate <= 0 && c <= 0)
       return Fail(kCmd, Error("--layout agg: give batch=N, --concurrency or --arrival-rate"));
     point = SimulateAggregated(*s, agg->layout, agg->instances, std::max(1.0, c),
@@ -213,6 +229,8 @@ int RunLayout(const SimFlags& f) {
     PoolReport d = *decode;
     const double ranks = d.instances * d.layout.dp();
     if (f.concurrency > 0) d.batch_per_rank = f.concurrency / ranks;
+    if (d.batch_per_rank > 1e6)
+      return Fail(kCmd, Error("--concurrency: more than 1e6 requests per rank"));
     if (f.arrival_rate > 0) d.rate_per_rank = f.arrival_rate / ranks;
     if (d.batch_per_rank <= 0 && d.rate_per_rank <= 0)
       return Fail(kCmd, Error("--layout: the decode pool needs batch=N, --concurrency or "
@@ -282,7 +300,7 @@ int RunCompare(const SimFlags& f) {
   }
   if (systems.size() < 2) return Fail(kCmd, Error("--compare: give at least two HW:PRECISION"));
   const System& base = systems.back();
-  const double levels[] = {5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500};
+  const double levels[] = {5, 10, 20, 30, 40, 50, 60, 75, 100, 150, 200, 300, 500};
   nlohmann::json jratios = nlohmann::json::array();
   if (!f.json && !f.csv) {
     std::printf("%s, ISL %lld / OSL %lld: output tok/s per GPU at >= tok/s per user (ratio vs %s)\n",

@@ -37,8 +37,9 @@ size_t AvailableMemoryBytes() {
 }
 
 // Copies the open file `fd` of `size` bytes into a 2 MB-aligned anonymous
-// region advised to use huge pages. Null when the memory is not there.
-void* HugePageCopy(int fd, size_t size, size_t* region_size) {
+// region advised to use huge pages. Null when the memory is not there; an
+// error when the file cannot be read in full.
+StatusOr<void*> HugePageCopy(int fd, size_t size, size_t* region_size, const std::string& path) {
   const size_t len = (size + kHugePage - 1) / kHugePage * kHugePage + kHugePage;
   void* raw = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (raw == MAP_FAILED) return nullptr;
@@ -51,8 +52,9 @@ void* HugePageCopy(int fd, size_t size, size_t* region_size) {
                               static_cast<off_t>(done));
     if (n <= 0) {
       if (n < 0 && errno == EINTR) continue;
+      const std::string why = n < 0 ? std::strerror(errno) : "file shorter than its size";
       ::munmap(raw, len);
-      return nullptr;
+      return Error(path + ": read failed at byte " + std::to_string(done) + ": " + why);
     }
     done += static_cast<size_t>(n);
   }
@@ -64,7 +66,21 @@ void* HugePageCopy(int fd, size_t size, size_t* region_size) {
 
 }  // namespace
 
+bool MappedFile::HugePageCopyAdvisable(size_t total_bytes) {
+  return total_bytes >= kHugePage && HugePagesAvailable() &&
+         total_bytes < AvailableMemoryBytes() / 2;
+}
+
 StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& path, bool populate) {
+  if (!populate) return Open(path, Mode::kLazy);
+  struct stat st;
+  const bool advisable =
+      ::stat(path.c_str(), &st) == 0 && HugePageCopyAdvisable(static_cast<size_t>(st.st_size));
+  return Open(path, advisable ? Mode::kHugePageCopy : Mode::kPopulate);
+}
+
+StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& path, Mode mode) {
+  const bool populate = mode != Mode::kLazy;
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Error(path + ": cannot open: " + std::strerror(errno));
   struct stat st;
@@ -75,10 +91,14 @@ StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& path, 
   std::unique_ptr<MappedFile> file(new MappedFile());
   file->path_ = path;
   file->size_ = static_cast<size_t>(st.st_size);
-  if (file->size_ >= kHugePage && populate && HugePagesAvailable() &&
-      file->size_ < AvailableMemoryBytes() / 2) {
+  if (mode == Mode::kHugePageCopy && file->size_ > 0) {
     size_t region = 0;
-    if (void* raw = HugePageCopy(fd, file->size_, &region)) {
+    auto copied = HugePageCopy(fd, file->size_, &region, path);
+    if (!copied.ok()) {
+      ::close(fd);
+      return copied.status();
+    }
+    if (void* raw = *copied) {
       file->region_ = raw;
       file->region_size_ = region;
       file->data_ = reinterpret_cast<const uint8_t*>(

@@ -19,10 +19,17 @@ namespace moerack {
 
 class MappedFile {
  public:
-  // populate: the whole file resident now (a huge-page copy when transparent
-  // huge pages are available and the file takes under half the available
-  // memory, else a populated map); otherwise a lazy map.
+  enum class Mode {
+    kLazy,          // a map; pages come in on first touch
+    kPopulate,      // a map with every page faulted in now
+    kHugePageCopy,  // a copy on transparent huge pages (a populated map if the memory is not there)
+  };
+  static StatusOr<std::unique_ptr<MappedFile>> Open(const std::string& path, Mode mode);
+  // populate: kHugePageCopy when HugePageCopyAdvisable(file size), else kPopulate; otherwise kLazy.
   static StatusOr<std::unique_ptr<MappedFile>> Open(const std::string& path, bool populate = true);
+  // Transparent huge pages are available and `total_bytes` (a whole checkpoint)
+  // takes under half the available memory.
+  static bool HugePageCopyAdvisable(size_t total_bytes);
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;

@@ -1,6 +1,7 @@
 #include "core/thread_pool.h"
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "core/check.h"
 
@@ -13,9 +14,23 @@ constexpr int kSpinIterations = 4000;
 // Threads of all live pools (calling threads included).
 std::atomic<int> g_pool_threads{0};
 
+// Processes of this MPI job on this host (OpenMPI / MPICH set these), each
+// assumed to run pools like ours.
+int LocalProcesses() {
+  for (const char* var : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"}) {
+    if (const char* v = std::getenv(var)) {
+      const int n = std::atoi(v);
+      if (n > 0) return n;
+    }
+  }
+  return 1;
+}
+
 int SpinIterations() {
-  static const int cores = std::max(1u, std::thread::hardware_concurrency());
-  return g_pool_threads.load(std::memory_order_relaxed) <= cores ? kSpinIterations : 0;
+  static const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  static const int processes = LocalProcesses();
+  return g_pool_threads.load(std::memory_order_relaxed) * processes <= cores ? kSpinIterations
+                                                                            : 0;
 }
 
 inline void CpuRelax() {

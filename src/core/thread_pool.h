@@ -2,9 +2,10 @@
 // Between parallel regions a worker spins briefly (kSpinIterations pauses,
 // ~tens of microseconds: a decoded token runs ~50 regions a few microseconds
 // apart, and a futex wake-up in a VM costs as much as a small region), then
-// blocks on a condition variable. No spinning while the process's pools hold
-// more threads than the machine has cores (expert-parallel ranks as threads):
-// there a spinning worker would steal the core another rank computes on. ParallelFor hands out task indices dynamically; a task must
+// blocks on a condition variable. No spinning while the pools hold more
+// threads than the machine has cores (expert-parallel ranks as threads, or
+// several MPI processes on one host, counted from OpenMPI's / MPICH's local
+// size): there a spinning worker would steal the core another rank computes on. ParallelFor hands out task indices dynamically; a task must
 // compute whole outputs (never a partial sum another task finishes), so results
 // do not depend on the number of threads or on which thread ran which task.
 // Thread-safety: ParallelFor may be called from one thread at a time.

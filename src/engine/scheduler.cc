@@ -48,7 +48,7 @@ Status Scheduler::Add(SeqId seq, int64_t num_tokens, int64_t num_computed) {
                  " tokens does not fit in the KV cache (" +
                  std::to_string(blocks_.num_blocks() * config_.block_size) + " tokens)");
   }
-  if (!config_.chunked_prefill && num_tokens > config_.max_num_batched_tokens) {
+  if (!config_.chunked_prefill && num_tokens - num_computed > config_.max_num_batched_tokens) {
     return Error("prompt of " + std::to_string(num_tokens) +
                  " tokens exceeds the per-step token budget without chunked prefill");
   }

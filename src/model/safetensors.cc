@@ -1,5 +1,7 @@
 #include "model/safetensors.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
@@ -111,8 +113,8 @@ StatusOr<std::vector<SafetensorsEntry>> ParseSafetensorsHeader(const uint8_t* by
   return entries;
 }
 
-Status WeightStore::AddFile(const std::string& path, bool populate) {
-  MR_ASSIGN_OR_RETURN(auto file, MappedFile::Open(path, populate));
+Status WeightStore::AddFile(const std::string& path, MappedFile::Mode mode) {
+  MR_ASSIGN_OR_RETURN(auto file, MappedFile::Open(path, mode));
   size_t data_offset = 0;
   auto entries = ParseSafetensorsHeader(file->data(), file->size(), &data_offset);
   if (!entries.ok()) return entries.status().WithContext(path);
@@ -145,7 +147,17 @@ Status WeightStore::AddFile(const std::string& path, bool populate) {
 StatusOr<std::unique_ptr<WeightStore>> WeightStore::OpenFiles(
     const std::vector<std::string>& files, bool populate) {
   std::unique_ptr<WeightStore> store(new WeightStore());
-  for (const auto& f : files) MR_RETURN_IF_ERROR(store->AddFile(f, populate));
+  // Huge-page copies only when the whole checkpoint fits comfortably.
+  size_t total = 0;
+  for (const auto& f : files) {
+    struct stat st;
+    if (::stat(f.c_str(), &st) == 0) total += static_cast<size_t>(st.st_size);
+  }
+  const MappedFile::Mode mode = !populate ? MappedFile::Mode::kLazy
+                                : MappedFile::HugePageCopyAdvisable(total)
+                                    ? MappedFile::Mode::kHugePageCopy
+                                    : MappedFile::Mode::kPopulate;
+  for (const auto& f : files) MR_RETURN_IF_ERROR(store->AddFile(f, mode));
   return store;
 }
 

@@ -57,7 +57,7 @@ class WeightStore {
     TensorView view;
     std::string file;
   };
-  Status AddFile(const std::string& path, bool populate = true);
+  Status AddFile(const std::string& path, MappedFile::Mode mode);
 
   std::vector<std::unique_ptr<MappedFile>> files_;
   std::vector<std::unique_ptr<uint8_t[]>> copies_;  // misaligned tensors

@@ -30,6 +30,21 @@ const char* BoundName(Bound b) {
   return "?";
 }
 
+Status CheckLayout(const HardwareSpec& hw, const Layout& l) {
+  const std::string what = "layout of " + std::to_string(l.gpus) + " GPUs on " + hw.name;
+  if (l.gpus < 1 || l.tp < 1 || l.ep < 1 || l.gpus % l.tp || l.gpus % l.ep)
+    return Error(what + ": gpus must be a positive multiple of tp and ep");
+  if (l.tp > hw.nvlink_domain)
+    return Error(what + ": tp " + std::to_string(l.tp) + " exceeds the NVLink domain of " +
+                 std::to_string(hw.nvlink_domain));
+  if (l.gpus > 1 && hw.nvlink_domain > 1 && hw.nvlink_bytes_per_s <= 0)
+    return Error(what + ": the catalog gives no NVLink bandwidth");
+  if (l.gpus > hw.nvlink_domain && hw.scaleout_bytes_per_s <= 0)
+    return Error(what + ": it spans NVLink domains of " + std::to_string(hw.nvlink_domain) +
+                 " and the catalog gives no scale-out bandwidth");
+  return Status::Ok();
+}
+
 Part StepCost::Largest() const {
   int best = 0;
   for (int i = 1; i < kNumParts; ++i)
@@ -132,13 +147,16 @@ double CostModel::KvTransferSeconds(double tokens, bool same_domain) const {
 
 void CostModel::AllToAll(double tokens_per_gpu, double bytes_per_element, StepCost* c) const {
   const int gpus = layout_.gpus;
-  if (layout_.ep <= 1 || tokens_per_gpu <= 0) return;
+  // Attention tensor-parallel over the whole instance: every GPU already holds
+  // every token, the experts' partial outputs meet in the all-reduce.
+  if (gpus <= 1 || layout_.tp >= gpus || tokens_per_gpu <= 0) return;
   const double k = model_.top_k;
   const double token_bytes = model_.hidden * bytes_per_element;
-  // Distinct expert-parallel ranks a token's top-k experts live on, other than
-  // its own; each holds the expert split over moe_tp GPUs.
-  const double remote_gpus =
-      DistinctBins(layout_.ep, k) * (layout_.ep - 1.0) / layout_.ep * layout_.moe_tp();
+  // GPUs a token visits: the moe_tp GPUs of each distinct expert-parallel rank
+  // its top-k experts live on, less its own GPU (part of its own rank, visited
+  // with probability 1/ep per distinct rank).
+  const double ranks = DistinctBins(layout_.ep, k);
+  const double remote_gpus = ranks * (layout_.moe_tp() - 1.0 / layout_.ep);
   const int domain = std::min(gpus, hw_.nvlink_domain);
   const double domains = std::ceil(static_cast<double>(gpus) / domain);
   // Inside the domain: NVLink, one copy per destination GPU. Across domains: one
@@ -251,6 +269,7 @@ StepCost CostModel::Step(const StepWork& w) const {
   StepCost step;
   if (w.tokens <= 0) return step;
   const bool overlap = layout_.overlap && w.tokens >= 2;
+  double fill_s = 0;  // two-batch overlap's pipeline fill, once per step
   for (int moe = 0; moe < 2; ++moe) {
     const int n = moe ? m.num_moe_layers : m.num_dense_layers();
     if (n == 0) continue;
@@ -265,8 +284,11 @@ StepCost CostModel::Step(const StepWork& w) const {
       }
       layer.Add(half);
       layer.Add(half);
-      // Pipeline: compute(a), [comm(a) | compute(b)], comm(b).
-      layer.total_s = 2 * std::max(compute, comm) + std::min(compute, comm);
+      // Steady state across layers: one half's communication runs under the
+      // other half's compute, 2 max(compute, comm) per layer; the pipeline
+      // fills and drains once per step (below).
+      layer.total_s = 2 * std::max(compute, comm);
+      fill_s = std::max(fill_s, std::min(compute, comm));
     } else {
       layer = Layer(w, moe == 1, 1.0);
     }
@@ -274,6 +296,7 @@ StepCost CostModel::Step(const StepWork& w) const {
     layer.total_s *= n;
     step.Add(layer);
   }
+  step.total_s += fill_s;
   // lm_head over the sampled rows (bf16, split over TP).
   const double tp = layout_.tp;
   const Roof head = Roofline(2.0 * w.sampled * (1 + options_.mtp) * m.hidden * m.vocab / tp,

@@ -18,7 +18,9 @@
 //   tensor-parallel all-reduces over NVLink
 //   a fixed per-layer overhead (launches, norms, routing, synchronisation)
 // Two-batch overlap: each half pays its own weight reads and overheads, and the
-// layer takes max(compute, communication) instead of their sum.
+// layer takes 2 max(compute, communication) of a half instead of the sum (the
+// pipeline fills once per step). Attention TP over the whole instance needs no
+// all-to-all (every GPU holds every token; the all-reduce combines).
 // Thread-safety: const methods only; share freely.
 #pragma once
 
@@ -36,12 +38,12 @@ namespace moerack::sim {
 // Fitted once on the calibration rows of tests/sim/published.csv
 // (`moerack sim --fit tests/sim/published.csv`; README "Simulator").
 struct Efficiency {
-  double gemm = 0.31875;           // fraction of dense peak FLOP/s a GEMM reaches
-  double hbm = 0.60;               // fraction of HBM bandwidth a weight/KV stream reaches
-  double attention = 0.70;         // fraction of bf16 peak FLOP/s attention kernels reach
-  double link = 0.625;             // fraction of link bandwidth collectives reach
+  double gemm = 0.25;               // fraction of dense peak FLOP/s a GEMM reaches
+  double hbm = 0.60;                // fraction of HBM bandwidth a weight/KV stream reaches
+  double attention = 0.70;          // fraction of bf16 peak FLOP/s attention kernels reach
+  double link = 0.40;               // fraction of link bandwidth collectives reach
   double layer_overhead_s = 100e-6; // fixed cost per layer per step (per micro-batch)
-  double moe_skew = 0.05;          // routing imbalance beyond sampling noise, after EPLB
+  double moe_skew = 0.15;           // routing imbalance beyond sampling noise, after EPLB
 };
 
 // Memory the engine leaves for weights + KV cache (the rest: activations,
@@ -57,6 +59,10 @@ struct Layout {
   int dp() const { return gpus / tp; }
   int moe_tp() const { return gpus / ep; }
 };
+
+// Whether `hw` can run `l`: links it needs have bandwidth, tensor parallelism
+// stays inside one NVLink domain. The error names the problem.
+Status CheckLayout(const HardwareSpec& hw, const Layout& l);
 
 // Options of the whole system that change step cost.
 struct SystemOptions {

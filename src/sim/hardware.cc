@@ -68,9 +68,13 @@ StatusOr<HardwareSpec> ParseHardware(const std::string& json_text, const std::st
   MR_RETURN_IF_ERROR(ReadNumber(j, "nvlink_domain", 1, false, source, &domain));
   MR_RETURN_IF_ERROR(ReadNumber(j, "gpus_per_node", 1, false, source, &per_node));
   MR_RETURN_IF_ERROR(ReadNumber(j, "max_gpus", 1, false, source, &max_gpus));
+  if (domain > 65536 || per_node > 65536 || max_gpus > 65536)
+    return Error(source + ": nvlink_domain, gpus_per_node and max_gpus must be <= 65536");
   h.nvlink_domain = std::max(1, static_cast<int>(domain));
   h.gpus_per_node = std::max(1, static_cast<int>(per_node));
   h.max_gpus = std::max(1, static_cast<int>(max_gpus));
+  if (h.nvlink_domain > 1 && h.nvlink_bytes_per_s <= 0)
+    return Error(source + ": nvlink_gb_s must be positive when nvlink_domain exceeds 1");
   if (h.hbm_bytes <= 0 || h.hbm_bytes_per_s <= 0 || h.flops_bf16 <= 0)
     return Error(source + ": hbm_gb, hbm_tb_s and tflops.bf16 must be positive");
   if (h.scaleout_bytes_per_s <= 0 && h.max_gpus > h.nvlink_domain)

@@ -88,6 +88,9 @@ StatusOr<ModelSpec> ParseModelSpec(const nlohmann::json& config, const std::stri
   if (m.hidden <= 0 || m.vocab <= 0 || layers <= 0 || heads <= 0)
     return Error(name + ": hidden_size, vocab_size, num_hidden_layers and num_attention_heads "
                         "must be positive");
+  if (m.hidden > (1 << 20) || m.vocab > (1 << 26) || layers > 100000 || heads > 65536)
+    return Error(name + ": hidden_size, vocab_size, num_hidden_layers or num_attention_heads is "
+                        "implausibly large");
   m.num_layers = static_cast<int>(layers);
   m.num_heads = static_cast<int>(heads);
   m.tied_embeddings = f.BoolOr("tie_word_embeddings", false);
@@ -137,6 +140,7 @@ StatusOr<ModelSpec> ParseModelSpec(const nlohmann::json& config, const std::stri
   // Experts.
   m.num_experts = static_cast<int>(f.IntOr({"n_routed_experts", "num_local_experts", "num_experts"}, 0));
   m.top_k = static_cast<int>(f.IntOr({"num_experts_per_tok", "experts_per_token"}, 0));
+  if (m.num_experts > (1 << 20)) return Error(name + ": implausible number of experts");
   if (m.num_experts > 0) {
     if (m.top_k <= 0 || m.top_k > m.num_experts)
       return Error(name + ": num_experts_per_tok must be in [1, number of experts]");

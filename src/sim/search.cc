@@ -138,7 +138,10 @@ std::vector<Layout> Layouts(const SimSetup& s, int g) {
   while (g % ep != 0) --ep;
   for (int tp = 1; tp <= std::min({8, g, s.hw.nvlink_domain}); tp *= 2) {
     if (g % tp != 0) continue;
-    for (int ov = 0; ov < (ep > 1 ? 2 : 1); ++ov) out.push_back({g, tp, ep, ov == 1});
+    for (int ov = 0; ov < (ep > 1 ? 2 : 1); ++ov) {
+      const Layout l{g, tp, ep, ov == 1};
+      if (CheckLayout(s.hw, l).ok()) out.push_back(l);
+    }
   }
   return out;
 }
@@ -181,6 +184,7 @@ std::vector<SystemPoint> Pareto(std::vector<SystemPoint> pts) {
 
 StatusOr<SystemPoint> SimulateAggregated(const SimSetup& s, const Layout& layout, int instances,
                                          double concurrency, double rate_per_rank) {
+  MR_RETURN_IF_ERROR(CheckLayout(s.hw, layout));
   const CostModel cm = Model(s, layout);
   const int c = std::max(1, static_cast<int>(std::lround(concurrency)));
   const int64_t q = int64_t{c} * (1 + s.system.mtp);
@@ -222,11 +226,17 @@ StatusOr<double> PrefillCapacityPerGpu(const SimSetup& s, const Layout& layout,
 
 StatusOr<SystemPoint> SimulateDisaggregated(const SimSetup& s, const PoolReport& prefill,
                                             const PoolReport& decode) {
+  MR_RETURN_IF_ERROR(CheckLayout(s.hw, prefill.layout));
+  MR_RETURN_IF_ERROR(CheckLayout(s.hw, decode.layout));
+  if (prefill.gpus() + decode.gpus() > s.hw.nvlink_domain && s.hw.scaleout_bytes_per_s <= 0)
+    return Error("the pools span NVLink domains of " + s.hw.name +
+                 " and the catalog gives no scale-out bandwidth for the KV transfer");
   MR_ASSIGN_OR_RETURN(RankSimResult rd, RunDecode(s, decode));
   return ComposeDisaggregated(s, prefill, decode, rd);
 }
 
 StatusOr<SystemPoint> SimulatePhase(const SimSetup& s, const PoolReport& pool) {
+  MR_RETURN_IF_ERROR(CheckLayout(s.hw, pool.layout));
   SystemPoint p;
   p.gpus = pool.gpus();
   p.pools = {pool};
@@ -251,7 +261,9 @@ StatusOr<SystemPoint> SimulatePhase(const SimSetup& s, const PoolReport& pool) {
 
 StatusOr<SearchResult> Search(const SimSetup& s) {
   const auto t0 = std::chrono::steady_clock::now();
-  const int limit = s.gpus > 0 ? s.gpus : s.hw.max_gpus;
+  int limit = s.gpus > 0 ? s.gpus : s.hw.max_gpus;
+  // Without a scale-out network a deployment ends at the NVLink domain.
+  if (s.hw.scaleout_bytes_per_s <= 0) limit = std::min(limit, s.hw.nvlink_domain);
   SearchResult res;
   std::vector<SystemPoint> points;
   const std::vector<int> sizes = InstanceSizes(s, limit);

@@ -255,10 +255,14 @@ StatusOr<RankSimResult> SimulateRank(const CostModel& model, const RankWorkload&
   if (workload.isl <= 0 || workload.osl <= 0) return Error("--isl and --osl must be positive");
   if (workload.arrival_rate_per_s <= 0 && workload.concurrency <= 0)
     return Error("a closed-loop run needs a concurrency of at least 1");
+  if (limits.block_size <= 0 || limits.max_num_seqs <= 0 || limits.max_batched_tokens <= 0)
+    return Error("rank limits: block size, sequences and tokens per step must be positive");
+  // The scheduler holds whole blocks, and one more token than it has computed.
   const int64_t longest = (workload.dist == LengthDist::kUniform ? 3 : 2) *
-                          (workload.isl + workload.osl) / 2 + 1;
-  if (limits.kv_tokens < longest)
-    return Error("the KV cache of one rank (" + std::to_string(limits.kv_tokens) +
+                              (workload.isl + workload.osl) / 2 + 1;
+  const int64_t capacity = limits.kv_tokens / limits.block_size * limits.block_size;
+  if (capacity < longest + 1)
+    return Error("the KV cache of one rank (" + std::to_string(capacity) +
                  " tokens) cannot hold one request of up to " + std::to_string(longest) +
                  " tokens");
   RankSim sim(model, workload, limits, options);

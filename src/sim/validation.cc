@@ -107,8 +107,11 @@ StatusOr<std::vector<PublishedRow>> LoadPublished(const std::string& path) {
       return Error(where + ": phase must be prefill, decode or aggregated");
     if (r.metric != "tokens_per_s_per_gpu" && r.metric != "tokens_per_s_per_user")
       return Error(where + ": metric must be tokens_per_s_per_gpu or tokens_per_s_per_user");
-    if (r.gpus <= 0 || r.gpus % r.tp != 0 || r.gpus % r.ep != 0)
-      return Error(where + ": gpus must be a positive multiple of tp and ep");
+    if (r.gpus <= 0 || r.gpus > 65536 || r.gpus % r.tp != 0 || r.gpus % r.ep != 0)
+      return Error(where + ": gpus must be a positive multiple of tp and ep, at most 65536");
+    if (r.batch_per_gpu > 1e6 || r.isl > (int64_t{1} << 24) || r.osl > (int64_t{1} << 24) ||
+        r.mtp > 8)
+      return Error(where + ": batch_per_gpu <= 1e6, isl and osl <= 2^24, mtp <= 8");
     rows.push_back(std::move(r));
   }
   return rows;

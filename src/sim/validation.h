@@ -36,8 +36,9 @@ std::vector<RowResult> Replay(const std::vector<PublishedRow>& rows, const Effic
 // Median of |error| over rows with `role` ("" = all) that simulated.
 double MedianAbsError(const std::vector<RowResult>& results, const std::string& role);
 
-// Coordinate search of the efficiency factors minimising the median absolute
-// error on the calibration rows only; returns the fitted factors.
+// Coordinate search of the efficiency factors (within physically plausible
+// ranges) minimising the mean |log(simulated / published)| over the
+// calibration rows only; returns the fitted factors.
 Efficiency FitEfficiency(const std::vector<PublishedRow>& rows, const Efficiency& start);
 
 }  // namespace moerack::sim

@@ -96,7 +96,17 @@ TEST(SimCliTest, BadInputsGetClearErrors) {
                              "exceeds the model's 8 experts"},
                         Case{"--hardware h100 --precision int3", "precision"},
                         Case{"--validate /no/such.csv", "/no/such.csv"},
-                        Case{"--hardware h100 --model deepseek-r1 --gpus 1", "fits"}}) {
+                        Case{"--hardware h100 --model deepseek-r1 --gpus 1", "fits"},
+                        Case{"--hardware h100 --layout 'prefill:gpus=8,tokens=0' --phase prefill",
+                             "tokens per step"},
+                        Case{"--hardware h100 --layout 'decode:gpus=8,batch=1e10' --phase decode",
+                             "at most 1e6"},
+                        Case{"--hardware h100 --layout 'decode:gpus=2.5,batch=1' --phase decode",
+                             "whole number"},
+                        Case{"--hardware h100 --layout 'decode:gpus=16,tp=16,batch=1' --phase decode",
+                             "NVLink domain"},
+                        Case{"--hardware cpu --layout 'decode:gpus=2,batch=1' --phase decode",
+                             "scale-out"}}) {
     SCOPED_TRACE(c.args);
     const SimRun r = Sim(c.args);
     EXPECT_NE(r.code, 0);

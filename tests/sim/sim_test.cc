@@ -99,6 +99,13 @@ TEST(HardwareTest, CatalogParsesWithSources) {
   EXPECT_EQ(h200.nvlink_domain, 8);
   EXPECT_EQ(h200.GemmFlops(Precision::kNvfp4), h200.flops_fp8);  // no FP4 on Hopper
   EXPECT_GT(gb.GemmFlops(Precision::kNvfp4), gb.GemmFlops(Precision::kFp8));
+  auto no_links = ParseHardware(
+      R"({"name": "x", "hbm_gb": 80, "hbm_tb_s": 3, "tflops": {"bf16": 900}, "nvlink_gb_s": 0,
+          "nvlink_domain": 8, "scaleout_gb_s": 50, "nvlink_latency_us": 3,
+          "scaleout_latency_us": 8, "power_w": 700, "gpus_per_node": 8, "max_gpus": 64})",
+      "x.json");
+  ASSERT_FALSE(no_links.ok());
+  EXPECT_NE(no_links.status().message().find("nvlink_gb_s"), std::string::npos);
   auto bad = ParseHardware(R"({"name": "x", "hbm_gb": 80})", "x.json");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("hbm_tb_s"), std::string::npos);
@@ -165,6 +172,19 @@ TEST(CostModelTest, AllToAllCrossesScaleOutOnlyOutsideTheNvlinkDomain) {
   EXPECT_GT(hgx / nvl72, 5.0);  // 50 GB/s NIC vs 900 GB/s NVLink
   EXPECT_LT(hgx8, hgx);         // EP8 stays inside one HGX node
   EXPECT_EQ(Cost("deepseek-r1", "b200", {8, 8, 1, false}).Step(w).part_s[a2a], 0);  // no EP
+}
+
+TEST(CostModelTest, AllToAllWhereverTokensMustMove) {
+  const int a2a = static_cast<int>(Part::kAllToAll);
+  const StepWork w = Decode(64, 2000);
+  // Attention TP over the instance: tokens are everywhere, no dispatch.
+  EXPECT_EQ(Cost("deepseek-r1", "h200", {8, 8, 4, false}).Step(w).part_s[a2a], 0);
+  // Data-parallel attention with experts split (not distributed) still moves tokens.
+  EXPECT_GT(Cost("deepseek-r1", "h200", {8, 1, 1, false}).Step(w).part_s[a2a], 0);
+  // Layouts the hardware cannot run are refused by name.
+  EXPECT_FALSE(CheckLayout(Hw("h200"), {16, 16, 16, false}).ok());  // TP beyond NVLink
+  EXPECT_FALSE(CheckLayout(Hw("cpu"), {2, 1, 2, false}).ok());      // no links at all
+  EXPECT_TRUE(CheckLayout(Hw("h200"), {64, 2, 64, false}).ok());
 }
 
 TEST(CostModelTest, OverlapHidesCommunicationAtLargeBatchOnly) {
