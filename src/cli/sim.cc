@@ -332,9 +332,12 @@ int RunCompare(const SimFlags& f) {
       for (const System& sys : systems) {
         if (&sys == &base) continue;
         const SystemPoint* p = BestAtInteractivity(sys.result.frontier, level);
-        if (p) jl["ratio_" + sys.label] = p->output_tokens_per_s_per_gpu / b->output_tokens_per_s_per_gpu;
-        if (p) line += " | ratio " + std::to_string(p->output_tokens_per_s_per_gpu /
-                                                     b->output_tokens_per_s_per_gpu).substr(0, 5) + "x";
+        if (!p) continue;
+        const double ratio = p->output_tokens_per_s_per_gpu / b->output_tokens_per_s_per_gpu;
+        jl["ratio_" + sys.label] = ratio;
+        char buf[32];
+        std::snprintf(buf, sizeof buf, " | ratio %.2fx", ratio);
+        line += buf;
       }
     } else {
       line += " | ratio: " + base.label + " cannot reach it";

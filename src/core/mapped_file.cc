@@ -71,14 +71,6 @@ bool MappedFile::HugePageCopyAdvisable(size_t total_bytes) {
          total_bytes < AvailableMemoryBytes() / 2;
 }
 
-StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& path, bool populate) {
-  if (!populate) return Open(path, Mode::kLazy);
-  struct stat st;
-  const bool advisable =
-      ::stat(path.c_str(), &st) == 0 && HugePageCopyAdvisable(static_cast<size_t>(st.st_size));
-  return Open(path, advisable ? Mode::kHugePageCopy : Mode::kPopulate);
-}
-
 StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& path, Mode mode) {
   const bool populate = mode != Mode::kLazy;
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

@@ -25,8 +25,6 @@ class MappedFile {
     kHugePageCopy,  // a copy on transparent huge pages (a populated map if the memory is not there)
   };
   static StatusOr<std::unique_ptr<MappedFile>> Open(const std::string& path, Mode mode);
-  // populate: kHugePageCopy when HugePageCopyAdvisable(file size), else kPopulate; otherwise kLazy.
-  static StatusOr<std::unique_ptr<MappedFile>> Open(const std::string& path, bool populate = true);
   // Transparent huge pages are available and `total_bytes` (a whole checkpoint)
   // takes under half the available memory.
   static bool HugePageCopyAdvisable(size_t total_bytes);

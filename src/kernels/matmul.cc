@@ -182,10 +182,7 @@ struct Fp4Decoder {
   const LinearWeight& w;
   bool nv;
   VF table;
-  // NVFP4 scales: E4M3 byte b -> f32 bits b << 20 are 2^-120 times its value;
-  // with the global scale that is one multiply by 2^120 * global when that
-  // product is a normal float (one rounding of the same real product either
-  // way, so bit-identical), else two.
+  // NVFP4 scales: one multiply by 2^120 * global when Nvfp4GlobalScaleFusable.
   bool fused = false;
   VF scale_mul;
   hn::Vec<hn::Repartition<uint8_t, DF>> spread;  // VPSHUFB indices: byte i/2 into the low
@@ -195,9 +192,8 @@ struct Fp4Decoder {
     const DF df;
     const DU32 du;
     table = hn::LoadU(df, kE2M1Values);  // kL >= 8: the magnitudes at least
-    const float g = lw.global_scale;
-    fused = nv && !lw.global_divides && g > 0x1p-100f && g < 0x1p7f;
-    scale_mul = hn::Set(df, fused ? 0x1p120f * g : 0x1p120f);
+    fused = Nvfp4GlobalScaleFusable(lw);
+    scale_mul = hn::Set(df, fused ? 0x1p120f * lw.global_scale : 0x1p120f);
     spread = hn::BitCast(hn::Repartition<uint8_t, DF>(),
                          hn::Or(hn::ShiftRight<1>(hn::Iota(du, 0)), hn::Set(du, 0x80808000u)));
   }

@@ -63,10 +63,7 @@ void PrepareX(const float* x, int64_t ldx, int64_t rows, int64_t K, bool fp4, ui
   }
 }
 
-// Per-row constants of the NVFP4 scale decode: E4M3 byte b -> f32 is
-// float_bits(b << 20) * 2^120; times the global scale that is one multiply by
-// 2^120 * global when that product is a normal float (then both forms round the
-// same real product once, so the result is bit-identical).
+// Per-row constants of the NVFP4 scale decode (Nvfp4GlobalScaleFusable).
 struct Nvfp4ScaleConsts {
   bool fused = false;
   __m512 mul;  // 2^120 * global (fused) or 2^120
@@ -74,9 +71,8 @@ struct Nvfp4ScaleConsts {
 
 MR_TARGET_BF16 inline Nvfp4ScaleConsts MakeNvfp4ScaleConsts(const LinearWeight& w) {
   Nvfp4ScaleConsts c;
-  const float g = w.global_scale;
-  c.fused = !w.global_divides && g > 0x1p-100f && g < 0x1p7f;
-  c.mul = _mm512_set1_ps(c.fused ? 0x1p120f * g : 0x1p120f);
+  c.fused = Nvfp4GlobalScaleFusable(w);
+  c.mul = _mm512_set1_ps(c.fused ? 0x1p120f * w.global_scale : 0x1p120f);
   return c;
 }
 

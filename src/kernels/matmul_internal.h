@@ -15,4 +15,12 @@ bool HasAvx512Bf16();
 // lacks the instructions or the weight format has no bf16 kernel.
 bool RunBf16ActivationBlock(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 
+// NVFP4 block scales decode as float_bits(E4M3 byte << 20) * 2^120, times the
+// global scale. When 2^120 * global is a normal float, one multiply by it
+// rounds the same real product once, as the two multiplies do: bit-identical.
+inline bool Nvfp4GlobalScaleFusable(const LinearWeight& w) {
+  return w.format == WeightFormat::kNvfp4 && !w.global_divides && w.global_scale > 0x1p-100f &&
+         w.global_scale < 0x1p7f;
+}
+
 }  // namespace moerack

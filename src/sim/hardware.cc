@@ -64,14 +64,12 @@ StatusOr<HardwareSpec> ParseHardware(const std::string& json_text, const std::st
       ReadNumber(j, "scaleout_latency_us", 1e-6, false, source, &h.scaleout_latency_s));
   MR_RETURN_IF_ERROR(ReadNumber(j, "power_w", 1, false, source, &h.power_w));
   MR_RETURN_IF_ERROR(ReadNumber(j, "price_per_gpu_hour", 1, true, source, &h.price_per_gpu_hour));
-  double domain = 1, per_node = 8, max_gpus = 8;
+  double domain = 1, max_gpus = 8;
   MR_RETURN_IF_ERROR(ReadNumber(j, "nvlink_domain", 1, false, source, &domain));
-  MR_RETURN_IF_ERROR(ReadNumber(j, "gpus_per_node", 1, false, source, &per_node));
   MR_RETURN_IF_ERROR(ReadNumber(j, "max_gpus", 1, false, source, &max_gpus));
-  if (domain > 65536 || per_node > 65536 || max_gpus > 65536)
-    return Error(source + ": nvlink_domain, gpus_per_node and max_gpus must be <= 65536");
+  if (domain > 65536 || max_gpus > 65536)
+    return Error(source + ": nvlink_domain and max_gpus must be <= 65536");
   h.nvlink_domain = std::max(1, static_cast<int>(domain));
-  h.gpus_per_node = std::max(1, static_cast<int>(per_node));
   h.max_gpus = std::max(1, static_cast<int>(max_gpus));
   if (h.nvlink_domain > 1 && h.nvlink_bytes_per_s <= 0)
     return Error(source + ": nvlink_gb_s must be positive when nvlink_domain exceeds 1");

@@ -27,7 +27,6 @@ struct HardwareSpec {
   double nvlink_latency_s = 0;      // one-way small-message latency
   double scaleout_latency_s = 0;
   double power_w = 0;               // per GPU
-  int gpus_per_node = 8;
   int max_gpus = 8;                 // what a search may use without --gpus
   double price_per_gpu_hour = 0;    // $ per GPU-hour, for cost per million tokens
 

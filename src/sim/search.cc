@@ -180,6 +180,29 @@ std::vector<SystemPoint> Pareto(std::vector<SystemPoint> pts) {
   return front;
 }
 
+// xPyD pool sizes within `limit` GPUs: for each count of decode instances, the
+// prefill instances that keep their load under the target; keeps the best
+// output per GPU in the pools' `instances`. False when nothing fits.
+bool SizePools(const SimSetup& s, int limit, double decode_out_per_gpu, double prefill_cap,
+               PoolReport* prefill, PoolReport* decode) {
+  const int gp = prefill->layout.gpus, gd = decode->layout.gpus;
+  double best = 0;
+  for (int nd = 1; nd * gd + gp <= limit; ++nd) {
+    const double demand = nd * gd * decode_out_per_gpu * s.isl / static_cast<double>(s.osl);
+    const int np = std::max(
+        1, static_cast<int>(std::ceil(demand / (gp * prefill_cap * kPrefillTargetUtilization))));
+    const int total = np * gp + nd * gd;
+    if (total > limit) break;
+    const double per_gpu = nd * gd * decode_out_per_gpu / total;
+    if (per_gpu > best * 1.0001) {
+      best = per_gpu;
+      prefill->instances = np;
+      decode->instances = nd;
+    }
+  }
+  return best > 0;
+}
+
 }  // namespace
 
 StatusOr<SystemPoint> SimulateAggregated(const SimSetup& s, const Layout& layout, int instances,
@@ -306,25 +329,8 @@ StatusOr<SearchResult> Search(const SimSetup& s) {
         auto rd = RunDecode(s, decode);
         ++res.configurations;
         if (!rd.ok()) continue;
-        // Pool sizes: decode instances, then enough prefill instances to keep
-        // their load under the target; the best output per GPU that fits.
-        const double out_per_gpu = rd->output_per_s() / l.tp;
-        double best = 0;
-        for (int nd = 1; nd * g + prefill.layout.gpus <= limit; ++nd) {
-          const double demand = nd * g * out_per_gpu * s.isl / static_cast<double>(s.osl);
-          const int np = std::max(1, static_cast<int>(std::ceil(
-                                         demand / (prefill.layout.gpus * prefill_cap *
-                                                   kPrefillTargetUtilization))));
-          const int total = np * prefill.layout.gpus + nd * g;
-          if (total > limit) break;
-          const double per_gpu = nd * g * out_per_gpu / total;
-          if (per_gpu > best * 1.0001) {
-            best = per_gpu;
-            prefill.instances = np;
-            decode.instances = nd;
-          }
-        }
-        if (best <= 0) continue;
+        if (!SizePools(s, limit, rd->output_per_s() / l.tp, prefill_cap, &prefill, &decode))
+          continue;
         auto p = ComposeDisaggregated(s, prefill, decode, *rd);
         if (p.ok()) points.push_back(std::move(*p));
       }

@@ -115,8 +115,8 @@ TEST(MappedFileTest, ResidentCopyAndLazyMapReadTheSameBytes) {
     c = static_cast<char>(state >> 24);
   }
   ASSERT_TRUE(WriteStringToFile(path, bytes).ok());
-  auto resident = MappedFile::Open(path, /*populate=*/true);
-  auto lazy = MappedFile::Open(path, /*populate=*/false);
+  auto resident = MappedFile::Open(path, MappedFile::Mode::kHugePageCopy);
+  auto lazy = MappedFile::Open(path, MappedFile::Mode::kLazy);
   ASSERT_TRUE(resident.ok() && lazy.ok());
   ASSERT_EQ((*resident)->size(), bytes.size());
   ASSERT_EQ((*lazy)->size(), bytes.size());
