@@ -15,8 +15,10 @@ prompt=$(python3 -c "print(','.join(str((i*7919)%31000+100) for i in range(128))
 for t in 1 2; do "$bin" membw --threads $t; done
 for t in 1 2; do
   for n in 1 8; do
+    # Batches sample at temperature 1 (greedy copies would route alike).
+    temp=0; [ $n -gt 1 ] && temp=1
     line=$("$bin" generate --model "$model" --tokens "$prompt" --max-tokens 65 --ignore-eos \
-             --output-tokens --threads $t --num-seqs $n 2>&1 >/dev/null | tail -1)
+             --output-tokens --threads $t --num-seqs $n --temperature $temp 2>&1 >/dev/null | tail -1)
     echo "moerack threads=$t num_seqs=$n: $line"
   done
   if [ -n "$gguf" ]; then

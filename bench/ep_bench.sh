@@ -13,7 +13,7 @@ model=${1:-/tmp/bench-moe}
 export OMPI_MCA_btl_vader_single_copy_mechanism=none
 mpi=(mpirun --oversubscribe --allow-run-as-root)
 prompt=$(python3 -c "print(','.join(str((i*7919)%31000+100) for i in range(128)))")
-gen=(generate --model "$model" --tokens "$prompt" --max-tokens 33 --ignore-eos --output-tokens)
+gen=(generate --model "$model" --tokens "$prompt" --max-tokens 33 --ignore-eos --output-tokens --temperature 1)
 for n in 1 32; do
   echo "num-seqs=$n EP=1 threads=2: $("$bin" "${gen[@]}" --num-seqs $n --threads 2 2>&1 >/dev/null | tail -1)"
   echo "num-seqs=$n EP=2 threads=1 local: $("$bin" "${gen[@]}" --num-seqs $n --threads 1 --ep 2 2>&1 >/dev/null | tail -1)"

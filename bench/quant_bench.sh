@@ -30,8 +30,11 @@ done
 
 prompt=$(python3 -c "print(','.join(str((i*7919)%31000+100) for i in range(128)))")
 run() {  # model act threads num_seqs
+  # Batches sample at temperature 1: greedy copies of one prompt would decode
+  # the same tokens and route them all to the same experts.
+  local temp=0; [ "$4" -gt 1 ] && temp=1
   "$bin" generate --model "$1" --tokens "$prompt" --max-tokens 65 --ignore-eos --output-tokens \
-    --act-dtype "$2" --threads "$3" --num-seqs "$4" 2>&1 >/dev/null | tail -1
+    --act-dtype "$2" --threads "$3" --num-seqs "$4" --temperature $temp 2>&1 >/dev/null | tail -1
 }
 echo "## decode and prefill, one sequence"
 for t in 1 2; do

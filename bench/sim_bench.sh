@@ -4,7 +4,9 @@
 #     shared benchmark model (bf16 weights, one sequence, 2 threads, and at
 #     --num-seqs 8): simulated / measured, target within 25%; also with the
 #     bandwidth measured in this run substituted for the catalog's (decode
-#     phase: the KV of the 128-token prompt present, as `generate` reports decode);
+#     phase: the KV of the 128-token prompt present, as `generate` reports decode;
+#     sampled at temperature 1 so the copies of the prompt decode different
+#     tokens: greedy copies would route every step's tokens to the same experts);
 #  2. the speed of a full sweep: DeepSeek-R1 on GB200 NVL72 (nvfp4) and HGX
 #     H200 (fp8), `moerack sim --compare`, wall time.
 #   bench/sim_bench.sh [WORK_DIR]      (default /tmp)
@@ -28,7 +30,7 @@ echo "membw (2 threads) now: $bw GB/s; catalog: $(python3 -c "import json;print(
 prompt=$(python3 -c "print(','.join(str((i*7919)%31000+100) for i in range(128)))")
 for seqs in 1 8; do
   line=$("$bin" generate --model "$base" --tokens "$prompt" --max-tokens 65 --ignore-eos \
-    --output-tokens --threads 2 --num-seqs $seqs 2>&1 >/dev/null | tail -1)
+    --output-tokens --threads 2 --num-seqs $seqs --temperature 1 2>&1 >/dev/null | tail -1)
   measured=$(echo "$line" | sed -E 's/.*decode: [0-9]+ tok, ([0-9.]+) tok\/s.*/\1/')
   for hw in cpu "$w/cpu-now.json"; do
     sim=$("$bin" sim --model "$cfg" --hardware "$hw" --precision bf16 --kv-dtype bf16 \

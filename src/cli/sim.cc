@@ -40,6 +40,7 @@ struct SimFlags {
   uint64_t seed = 1;
   double price = 0;  // $/GPU-hour; 0: the catalog's
   std::string validate, fit;
+  std::string efficiency;  // overrides of the fitted factors
 };
 
 const char* kCmd = "sim";
@@ -64,6 +65,7 @@ StatusOr<SimSetup> Setup(const SimFlags& f, const std::string& hardware,
   s.disagg = f.disagg == "on" ? Disagg::kOn : f.disagg == "off" ? Disagg::kOff : Disagg::kAuto;
   s.gpus = f.gpus;
   s.seed = f.seed;
+  MR_ASSIGN_OR_RETURN(s.eff, ParseEfficiency(f.efficiency, s.eff));
   return s;
 }
 
@@ -243,9 +245,11 @@ int RunLayout(const SimFlags& f) {
 }
 
 int RunValidate(const SimFlags& f) {
+  auto parsed = ParseEfficiency(f.efficiency, Efficiency{});
+  if (!parsed.ok()) return Fail(kCmd, parsed.status());
   auto rows = LoadPublished(f.fit.empty() ? f.validate : f.fit);
   if (!rows.ok()) return Fail(kCmd, rows.status());
-  Efficiency eff;
+  Efficiency eff = *parsed;
   if (!f.fit.empty()) {
     eff = FitEfficiency(*rows, eff);
     std::printf("fitted on calibration rows: gemm %.3f, hbm %.3f, attention %.3f, link %.3f, "
@@ -448,6 +452,9 @@ Command RegisterSim(CLI::App& app) {
       ->check(CLI::Range(0.0, 1e6));
   app.add_option("--validate", f->validate, "Replay a published.csv and print the errors");
   app.add_option("--fit", f->fit, "Fit the efficiency factors on a published.csv's calibration rows");
+  app.add_option("--efficiency", f->efficiency,
+                 "Override fitted efficiency factors: gemm=F,hbm=F,attention=F,link=F,"
+                 "layer_overhead_us=F,moe_skew=F (--fit starts from them)");
   return [f] { return RunSim(*f); };
 }
 

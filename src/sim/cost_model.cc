@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 #include "core/check.h"
 
@@ -43,6 +44,42 @@ Status CheckLayout(const HardwareSpec& hw, const Layout& l) {
     return Error(what + ": it spans NVLink domains of " + std::to_string(hw.nvlink_domain) +
                  " and the catalog gives no scale-out bandwidth");
   return Status::Ok();
+}
+
+StatusOr<Efficiency> ParseEfficiency(const std::string& spec, Efficiency e) {
+  struct Field {
+    const char* name;
+    double Efficiency::*field;
+    double scale, lo, hi;  // value * scale must lie in (lo, hi]
+  };
+  static const Field kFields[] = {
+      {"gemm", &Efficiency::gemm, 1, 0, 1},           {"hbm", &Efficiency::hbm, 1, 0, 1},
+      {"attention", &Efficiency::attention, 1, 0, 1}, {"link", &Efficiency::link, 1, 0, 1},
+      {"layer_overhead_us", &Efficiency::layer_overhead_s, 1e-6, -1e-12, 1},
+      {"moe_skew", &Efficiency::moe_skew, 1, -1e-12, 10}};
+  size_t pos = 0;
+  while (pos < spec.size()) {
+    size_t end = spec.find(',', pos);
+    if (end == std::string::npos) end = spec.size();
+    const std::string item = spec.substr(pos, end - pos);
+    pos = end + 1;
+    const size_t eq = item.find('=');
+    const std::string name = item.substr(0, eq);
+    const Field* f = nullptr;
+    for (const Field& k : kFields)
+      if (name == k.name) f = &k;
+    if (!f || eq == std::string::npos)
+      return Error("--efficiency: '" + item +
+                   "' is not NAME=VALUE with NAME one of gemm, hbm, attention, link, "
+                   "layer_overhead_us, moe_skew");
+    char* rest = nullptr;
+    const std::string text = item.substr(eq + 1);
+    const double v = std::strtod(text.c_str(), &rest) * f->scale;
+    if (text.empty() || *rest != '\0' || !(v > f->lo && v <= f->hi))
+      return Error("--efficiency: " + name + "=" + text + " is out of range");
+    e.*f->field = v;
+  }
+  return e;
 }
 
 Part StepCost::Largest() const {
@@ -101,6 +138,7 @@ CostModel::CostModel(const ModelSpec& model, const HardwareSpec& hw, const Layou
   CHECK_GT(layout_.ep, 0);
   CHECK_EQ(layout_.gpus % layout_.tp, 0);
   CHECK_EQ(layout_.gpus % layout_.ep, 0);
+  if (hw_.measured_rates) eff_.gemm = eff_.hbm = eff_.attention = eff_.link = 1.0;
 }
 
 double CostModel::WeightBytesPerGpu() const {

@@ -36,7 +36,11 @@ namespace moerack::sim {
 
 // The few efficiency factors, shared by every system (never per data point).
 // Fitted once on the calibration rows of tests/sim/published.csv
-// (`moerack sim --fit tests/sim/published.csv`; README "Simulator").
+// (`moerack sim --fit tests/sim/published.csv`; README "Simulator"). The
+// kernel factors (gemm, hbm, attention, link) turn datasheet peaks into what
+// GPU serving kernels achieve; a catalog entry with measured rates (the `cpu`
+// entry: `moerack membw`, moerack's own GEMM) already is what the kernels
+// achieve, and they count as 1 there. Overhead and skew apply everywhere.
 struct Efficiency {
   double gemm = 0.25;               // fraction of dense peak FLOP/s a GEMM reaches
   double hbm = 0.60;                // fraction of HBM bandwidth a weight/KV stream reaches
@@ -45,6 +49,10 @@ struct Efficiency {
   double layer_overhead_s = 100e-6; // fixed cost per layer per step (per micro-batch)
   double moe_skew = 0.15;           // routing imbalance beyond sampling noise, after EPLB
 };
+
+// Overrides factors from "gemm=0.4,hbm=0.8,...": names as the fields above
+// (layer_overhead_us in microseconds). The error names a bad entry.
+StatusOr<Efficiency> ParseEfficiency(const std::string& spec, Efficiency base);
 
 // Memory the engine leaves for weights + KV cache (the rest: activations,
 // communication buffers, CUDA graphs), as SGLang/vLLM's mem fraction.

@@ -49,6 +49,12 @@ StatusOr<HardwareSpec> ParseHardware(const std::string& json_text, const std::st
   h.name = j["name"].get<std::string>();
   if (j.contains("description") && j["description"].is_string())
     h.description = j["description"].get<std::string>();
+  if (j.contains("rates")) {
+    if (!j["rates"].is_string() ||
+        (j["rates"] != "datasheet" && j["rates"] != "measured"))
+      return Error(source + ": field 'rates' must be \"datasheet\" or \"measured\"");
+    h.measured_rates = j["rates"] == "measured";
+  }
   MR_RETURN_IF_ERROR(ReadNumber(j, "hbm_gb", 1e9, false, source, &h.hbm_bytes));
   MR_RETURN_IF_ERROR(ReadNumber(j, "hbm_tb_s", 1e12, false, source, &h.hbm_bytes_per_s));
   if (!j.contains("tflops") || !j["tflops"].is_object())

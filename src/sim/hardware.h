@@ -1,7 +1,9 @@
 // HardwareSpec: one system of the catalog (hardware/<name>.json, one file per
-// system, every number with its source). Peak figures only: how much of them a
-// real step achieves is the cost model's business (sim/cost_model.h,
-// Efficiency), shared by every system.
+// system, every number with its source). GPU entries give datasheet peaks: how
+// much of them a serving stack achieves is the cost model's business
+// (sim/cost_model.h, Efficiency), shared by every such system. An entry with
+// "rates": "measured" (the `cpu` entry) gives rates moerack's own kernels
+// achieve on that machine, so no kernel efficiency is applied on top.
 // Thread-safety: plain values.
 #pragma once
 
@@ -29,6 +31,7 @@ struct HardwareSpec {
   double power_w = 0;               // per GPU
   int max_gpus = 8;                 // what a search may use without --gpus
   double price_per_gpu_hour = 0;    // $ per GPU-hour, for cost per million tokens
+  bool measured_rates = false;      // bandwidth/FLOP/s as achieved, not datasheet peaks
 
   // Dense GEMM FLOP/s for weights/activations in `p` (falls back to the next
   // wider precision the GPU has).

@@ -82,6 +82,19 @@ TEST(SimCliTest, FixedLayoutPhases) {
   ASSERT_EQ(r.code, 0) << r.err;
 }
 
+TEST(SimCliTest, EfficiencyOverride) {
+  // Faster GEMMs and HBM make the same fixed layout faster.
+  const std::string layout =
+      "--model deepseek-r1 --hardware h200 --layout 'decode:gpus=8,ep=8,batch=64' --phase decode "
+      "--json";
+  const SimRun base = Sim(layout), fast = Sim(layout + " --efficiency gemm=0.8,hbm=0.9");
+  ASSERT_EQ(base.code, 0) << base.err;
+  ASSERT_EQ(fast.code, 0) << fast.err;
+  const double a = nlohmann::json::parse(base.out)["output_tokens_per_s_per_gpu"];
+  const double b = nlohmann::json::parse(fast.out)["output_tokens_per_s_per_gpu"];
+  EXPECT_GT(b, 1.2 * a);
+}
+
 TEST(SimCliTest, BadInputsGetClearErrors) {
   struct Case {
     std::string args, needle;
@@ -106,7 +119,10 @@ TEST(SimCliTest, BadInputsGetClearErrors) {
                         Case{"--hardware h100 --layout 'decode:gpus=16,tp=16,batch=1' --phase decode",
                              "NVLink domain"},
                         Case{"--hardware cpu --layout 'decode:gpus=2,batch=1' --phase decode",
-                             "scale-out"}}) {
+                             "scale-out"},
+                        Case{"--hardware h100 --efficiency gemm=2", "gemm=2 is out of range"},
+                        Case{"--hardware h100 --efficiency speed=1", "is not NAME=VALUE"},
+                        Case{"--validate tests/sim/published.csv --efficiency hbm", "NAME=VALUE"}}) {
     SCOPED_TRACE(c.args);
     const SimRun r = Sim(c.args);
     EXPECT_NE(r.code, 0);

@@ -149,6 +149,35 @@ TEST(CostModelTest, DecodeIsMemoryBoundAndPrefillComputeBound) {
   EXPECT_GT(p.total_s, d.total_s);
 }
 
+TEST(CostModelTest, MeasuredRatesAreUsedAsTheyAre) {
+  // A datasheet entry runs at the shared efficiency; an entry whose rates were
+  // measured with moerack's kernels (the cpu entry) runs at those rates.
+  const std::string base =
+      R"("hbm_gb": 80, "hbm_tb_s": 1, "tflops": {"bf16": 1000}, "nvlink_gb_s": 0,
+          "nvlink_domain": 1, "scaleout_gb_s": 0, "nvlink_latency_us": 0,
+          "scaleout_latency_us": 0, "power_w": 0, "max_gpus": 1})";
+  auto sheet = ParseHardware("{\"name\": \"a\", " + base, "a.json");
+  auto measured = ParseHardware("{\"name\": \"b\", \"rates\": \"measured\", " + base, "b.json");
+  ASSERT_TRUE(sheet.ok() && measured.ok());
+  EXPECT_FALSE(sheet->measured_rates);
+  EXPECT_TRUE(measured->measured_rates);
+  auto bad = ParseHardware("{\"name\": \"c\", \"rates\": \"peak\", " + base, "c.json");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("rates"), std::string::npos);
+  Efficiency e;
+  e.layer_overhead_s = 0;
+  e.hbm = 0.5;
+  SystemOptions o;
+  o.precision = Precision::kBf16;
+  const ModelSpec m = Model("mixtral-8x7b");
+  const CostModel a(m, *sheet, {1, 1, 1, false}, o, e), b(m, *measured, {1, 1, 1, false}, o, e);
+  const StepWork w = Decode(1, 1);
+  const int ex = static_cast<int>(Part::kExperts);
+  EXPECT_NEAR(a.Step(w).part_s[ex] / b.Step(w).part_s[ex], 2.0, 1e-9);
+  // One token reads its top-2 experts of every layer at 1 TB/s.
+  EXPECT_NEAR(b.Step(w).part_s[ex], m.num_moe_layers * 2.0 * m.expert_params * 2 / 1e12, 1e-9);
+}
+
 TEST(CostModelTest, ExpertTrafficFollowsDistinctActivatedExperts) {
   // One GPU holds all 256 experts: a token reads its 8, a large batch all 256.
   const CostModel cm = Cost("deepseek-r1", "b200", {1, 1, 1, false});
