@@ -45,7 +45,11 @@ HWY_INLINE float ScalarW(const uint16_t* w) { return BF16ToF32(*w); }
 // the same way for any MR/NR, so tiling cannot change results: two lane-strided
 // partial sums (vectors k/L even and odd, so consecutive FMAs do not wait on
 // each other), added, reduced across lanes, then the scalar tail.
-template <int MR, int NR, typename WT>
+// kEvenOdd (bf16 weights, x permuted by PermuteRows<2>): one load of 2L weights
+// gives the even elements (shifted into place) and the odd ones (masked), the
+// two partial sums; one full-width load per 2L weights instead of two widening
+// half loads streams a single weight row ~40% faster here (28 vs 20 GB/s).
+template <int MR, int NR, typename WT, bool kEvenOdd = false>
 HWY_INLINE void Tile(const float* x, int64_t ldx, const WT* w, int64_t K, float* y, int64_t ldy) {
   const DF df;
   const int64_t L = static_cast<int64_t>(hn::Lanes(df));  // runtime width on scalable targets
@@ -56,8 +60,15 @@ HWY_INLINE void Tile(const float* x, int64_t ldx, const WT* w, int64_t K, float*
   for (; k + 2 * L <= K; k += 2 * L) {
     VF w0[NR], w1[NR];
     for (int j = 0; j < NR; ++j) {
-      w0[j] = LoadW(df, w + j * K + k);
-      w1[j] = LoadW(df, w + j * K + k + L);
+      if constexpr (kEvenOdd) {
+        const hn::Repartition<uint16_t, DF> du16;
+        const VU32 v = hn::BitCast(DU32(), hn::LoadU(du16, w + j * K + k));
+        w0[j] = hn::BitCast(df, hn::ShiftLeft<16>(v));
+        w1[j] = hn::BitCast(df, hn::And(v, hn::Set(DU32(), 0xFFFF0000u)));
+      } else {
+        w0[j] = LoadW(df, w + j * K + k);
+        w1[j] = LoadW(df, w + j * K + k + L);
+      }
     }
     for (int i = 0; i < MR; ++i) {
       const VF x0 = hn::LoadU(df, x + i * ldx + k), x1 = hn::LoadU(df, x + i * ldx + k + L);
@@ -88,14 +99,15 @@ using One = std::integral_constant<int, 1>;
 using Two = std::integral_constant<int, 2>;
 using Four = std::integral_constant<int, 4>;
 
-// Rows [m0, m1) x outputs [n0, n1) of y = x · wᵀ for a dense [N, K] w.
-template <typename WT>
+// Rows [m0, m1) x outputs [n0, n1) of y = x · wᵀ for a dense [N, K] w
+// (kEvenOdd: see Tile).
+template <typename WT, bool kEvenOdd = false>
 void DenseBlock(const float* x, int64_t ldx, const WT* w, int64_t K, float* y, int64_t ldy,
                 int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   constexpr int kM = 2, kN = 4;
   auto tile = [&](auto mr, auto nr, int64_t m, int64_t n) {
-    Tile<decltype(mr)::value, decltype(nr)::value>(x + m * ldx, ldx, w + n * K, K, y + m * ldy + n,
-                                                   ldy);
+    Tile<decltype(mr)::value, decltype(nr)::value, WT, kEvenOdd>(x + m * ldx, ldx, w + n * K, K,
+                                                                 y + m * ldy + n, ldy);
   };
   if (m1 - m0 <= kSmallRows) {
     // Few rows (decode): bound by streaming the weights, which is fastest one
@@ -120,6 +132,25 @@ void DenseBlock(const float* x, int64_t ldx, const WT* w, int64_t K, float* y, i
     int64_t m = m0;
     for (; m + kM <= m1; m += kM) tile(Two{}, One{}, m, n);
     for (; m < m1; ++m) tile(One{}, One{}, m, n);
+  }
+}
+
+thread_local std::vector<float> tls_x;  // permuted or dequantized scratch of this thread
+
+// x rows permuted to a decoder's lane order (FP4, FP8, bf16 even/odd): for chunk c, vector j, lane
+// i, xp[c*C + j*L + i] = x[c*C + G*i + j]; the tail past the last whole chunk
+// stays in order.
+template <int G>
+void PermuteRows(const float* x, int64_t ldx, int64_t rows, int64_t K, float* xp) {
+  constexpr int64_t C = int64_t{kL} * G;
+  const int64_t main = K / C * C;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * ldx;
+    float* out = xp + r * K;
+    for (int64_t c = 0; c < main; c += C)
+      for (int j = 0; j < G; ++j)
+        for (int i = 0; i < kL; ++i) out[c + j * kL + i] = xr[c + G * i + j];
+    std::copy(xr + main, xr + K, out + main);
   }
 }
 
@@ -306,23 +337,6 @@ struct Fp8Decoder {
   }
 };
 
-// x rows permuted to the FP4 decoder's lane order: for chunk c, vector j, lane
-// i, xp[c*C + j*L + i] = x[c*C + G*i + j]; the tail past the last whole chunk
-// stays in order.
-template <int G>
-void PermuteRows(const float* x, int64_t ldx, int64_t rows, int64_t K, float* xp) {
-  constexpr int64_t C = int64_t{kL} * G;
-  const int64_t main = K / C * C;
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* xr = x + r * ldx;
-    float* out = xp + r * K;
-    for (int64_t c = 0; c < main; c += C)
-      for (int j = 0; j < G; ++j)
-        for (int i = 0; i < kL; ++i) out[c + j * kL + i] = xr[c + G * i + j];
-    std::copy(xr + main, xr + K, out + main);
-  }
-}
-
 // y[i, r] for i < MR rows of xp (row stride ldx) and weight rows n .. n+NR-1.
 template <int MR, int NR, class Dec>
 HWY_INLINE void QTile(const float* xp, int64_t ldx, int64_t K, const Dec& dec, int64_t n,
@@ -394,8 +408,6 @@ HWY_INLINE void QTile(const float* xp, int64_t ldx, int64_t K, const Dec& dec, i
 
 #endif  // HWY_TARGET != HWY_SCALAR
 
-thread_local std::vector<float> tls_x;  // permuted or dequantized scratch of this thread
-
 #if HWY_TARGET != HWY_SCALAR
 template <class Dec>
 void PackedBlock(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
@@ -443,9 +455,19 @@ void RunBlock(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t 
     case WeightFormat::kF32:
       return DenseBlock(p.x, p.x_stride, static_cast<const float*>(p.w.data), K, p.y, p.y_stride,
                         m0, m1, n0, n1);
-    case WeightFormat::kBF16:
-      return DenseBlock(p.x, p.x_stride, static_cast<const uint16_t*>(p.w.data), K, p.y,
-                        p.y_stride, m0, m1, n0, n1);
+    case WeightFormat::kBF16: {
+      const auto* w = static_cast<const uint16_t*>(p.w.data);
+#if HWY_TARGET != HWY_SCALAR
+      if constexpr (kL == 8 || kL == 16) {
+        const int64_t rows = m1 - m0;
+        tls_x.resize(static_cast<size_t>(rows * K));
+        PermuteRows<2>(p.x + m0 * p.x_stride, p.x_stride, rows, K, tls_x.data());
+        return DenseBlock<uint16_t, true>(tls_x.data(), K, w, K, p.y + m0 * p.y_stride,
+                                          p.y_stride, 0, rows, n0, n1);
+      }
+#endif
+      return DenseBlock(p.x, p.x_stride, w, K, p.y, p.y_stride, m0, m1, n0, n1);
+    }
     case WeightFormat::kFp8:
 #if HWY_TARGET != HWY_SCALAR
       if constexpr (kL == 8 || kL == 16) {
