@@ -2,8 +2,8 @@
 # Issue-7 figures for BENCHMARKS.md:
 #  1. the `cpu` catalog entry against moerack's own measured decode on the
 #     shared benchmark model (bf16 weights, one sequence, 2 threads, and at
-#     --num-seqs 8): simulated / measured, target within 25%; also with the
-#     bandwidth measured in this run substituted for the catalog's (decode
+#     --num-seqs 8 and 32): simulated / measured, target within 25%; also with the
+#     bandwidth and GEMM rate measured in this run substituted for the catalog's (decode
 #     phase: the KV of the 128-token prompt present, as `generate` reports decode;
 #     sampled at temperature 1 so the copies of the prompt decode different
 #     tokens: greedy copies would route every step's tokens to the same experts);
@@ -20,15 +20,20 @@ cfg=$here/../shared/bench/bench-moe.json
 
 echo "## cpu calibration"
 bw=$("$bin" membw --threads 2 | sed -E 's/.*: ([0-9.]+) GB\/s.*/\1/')
-python3 - "$here/hardware/cpu.json" "$w/cpu-now.json" "$bw" <<'PY'
+gemm=$("$here/build/moerack_bench" --benchmark_filter='BM_MatMulFormat/fmt:0/m:128/.*threads:2/act:0' \
+  --benchmark_min_time=0.3 2>&1 | grep -E '^BM_' | sed -E 's/.*GFLOPS=([0-9.]+).*/\1/')
+python3 - "$here/hardware/cpu.json" "$w/cpu-now.json" "$bw" "$gemm" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1])); j["name"] = "cpu-now"
 j["hbm_tb_s"] = float(sys.argv[3]) / 1000; j["sources"]["hbm_tb_s"] = "moerack membw --threads 2, this run"
+j["tflops"]["bf16"] = float(sys.argv[4]) / 1000; j["sources"]["tflops.bf16"] = "BM_MatMulFormat bf16 m=128, this run"
 json.dump(j, open(sys.argv[2], "w"), indent=1)
 PY
-echo "membw (2 threads) now: $bw GB/s; catalog: $(python3 -c "import json;print(json.load(open('$here/hardware/cpu.json'))['hbm_tb_s']*1000)") GB/s"
+cat_bw=$(python3 -c "import json;print(json.load(open('$here/hardware/cpu.json'))['hbm_tb_s']*1000)")
+cat_gemm=$(python3 -c "import json;print(json.load(open('$here/hardware/cpu.json'))['tflops']['bf16']*1000)")
+echo "membw (2 threads) now: $bw GB/s, bf16 GEMM $gemm GFLOP/s; catalog: $cat_bw GB/s, $cat_gemm GFLOP/s"
 prompt=$(python3 -c "print(','.join(str((i*7919)%31000+100) for i in range(128)))")
-for seqs in 1 8; do
+for seqs in 1 8 32; do
   line=$("$bin" generate --model "$base" --tokens "$prompt" --max-tokens 65 --ignore-eos \
     --output-tokens --threads 2 --num-seqs $seqs --temperature 1 2>&1 >/dev/null | tail -1)
   measured=$(echo "$line" | sed -E 's/.*decode: [0-9]+ tok, ([0-9.]+) tok\/s.*/\1/')
