@@ -22,7 +22,7 @@ base=$w/bench-moe
 
 echo "## machine"
 for t in 1 2; do "$bin" membw --threads $t; done
-"$here/build/moerack_bench" --benchmark_filter='PeakFma|MatMulFormat/.*/m:1/n:256/' \
+"$here/build/moerack_bench" --benchmark_filter='PeakFma|MatMulFormat/.*/m:1/n:128/' \
   --benchmark_min_time=0.3 2>&1 | grep -E '^BM_'
 for m in "" -fp8 -nvfp4 -mxfp4; do
   echo "$base$m: $("$bin" info --model "$base$m" | tail -1)"

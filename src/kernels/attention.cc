@@ -3,6 +3,7 @@
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/attention.cc"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/cache_control.h>
 #include <hwy/highway.h>
 
 #include <algorithm>
@@ -29,53 +30,84 @@ HWY_INLINE float Dot(const float* a, const float* b, int64_t n) {
   return s;
 }
 
-// y += a * x
-HWY_INLINE void Axpy(float a, const float* x, float* y, int64_t n) {
-  const hn::ScalableTag<float> df;
-  const int64_t L = static_cast<int64_t>(hn::Lanes(df));
-  const auto av = hn::Set(df, a);
-  int64_t i = 0;
-  for (; i + L <= n; i += L) hn::StoreU(hn::MulAdd(av, hn::LoadU(df, x + i), hn::LoadU(df, y + i)), df, y + i);
-  for (; i < n; ++i) y[i] = std::fma(a, x[i], y[i]);
+// Prefetches the `n` floats at `p` (one key or value row) into L1.
+HWY_INLINE void PrefetchRow(const float* p, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) hwy::Prefetch(p + i);
 }
 
-// The heads of kv head `kvh`'s query group for one query token.
+// out[i] = sum over j of w[j] * rows[j][i] for i < n, each element a chain of
+// MulAdds in j order from zero, kept in registers 8 vectors at a time (an Axpy
+// per row into `out` stored and reloaded every element once per row).
+// `prefetch`: fetch the rows two ahead (the first pass over rows not yet cached).
+HWY_INLINE void WeightedRowSum(const float* w, const float* const* rows, int64_t count, float* out,
+                               int64_t n, bool prefetch) {
+  const hn::ScalableTag<float> df;
+  const int64_t L = static_cast<int64_t>(hn::Lanes(df));
+  constexpr int kV = 8;
+  int64_t i = 0;
+  for (; i + kV * L <= n; i += kV * L) {
+    hn::Vec<decltype(df)> acc[kV];
+    for (int u = 0; u < kV; ++u) acc[u] = hn::Zero(df);
+    for (int64_t j = 0; j < count; ++j) {
+      if (prefetch && j + 2 < count) PrefetchRow(rows[j + 2] + i, kV * L);
+      const auto wj = hn::Set(df, w[j]);
+      for (int u = 0; u < kV; ++u) acc[u] = hn::MulAdd(wj, hn::LoadU(df, rows[j] + i + u * L), acc[u]);
+    }
+    for (int u = 0; u < kV; ++u) hn::StoreU(acc[u], df, out + i + u * L);
+  }
+  for (; i + L <= n; i += L) {
+    auto acc = hn::Zero(df);
+    for (int64_t j = 0; j < count; ++j) acc = hn::MulAdd(hn::Set(df, w[j]), hn::LoadU(df, rows[j] + i), acc);
+    hn::StoreU(acc, df, out + i);
+  }
+  for (; i < n; ++i) {
+    float acc = 0.0f;
+    for (int64_t j = 0; j < count; ++j) acc = std::fma(w[j], rows[j][i], acc);
+    out[i] = acc;
+  }
+}
+
+// The heads of kv head `kvh`'s query group for one query token. The keys and
+// values of the kv head are read once for the whole group; an FP8 cache is
+// decoded once per token into scratch rows. Key and value rows lie a token slot
+// apart (all layers' heads in between), so the next rows are prefetched.
 void AttendToken(const AttentionParams& p, const KvCacheView& cache, const AttentionSeq& s,
                  int64_t token, int kvh) {
   thread_local std::vector<float> scores, k_scratch, v_scratch;
+  thread_local std::vector<const float*> v_rows;
+  constexpr int64_t kAhead = 2;  // rows prefetched ahead
   const int group = p.num_heads / p.num_kv_heads;
   const int64_t row = s.first_row + token, pos = s.start_pos + token;
   const int64_t first = p.sliding_window > 0 ? std::max<int64_t>(0, pos - p.sliding_window + 1) : 0;
   const int64_t n = pos - first + 1;
+  const bool f32 = cache.dtype == DType::kF32;
+  const int64_t k_off = p.k_offset + static_cast<int64_t>(kvh) * p.head_dim;
+  const int64_t v_off = p.v_offset + static_cast<int64_t>(kvh) * p.v_head_dim;
   scores.resize(static_cast<size_t>(n * group));
-  k_scratch.resize(static_cast<size_t>(p.head_dim));
-  v_scratch.resize(static_cast<size_t>(p.v_head_dim));
-  {
-    const float* q0 = p.q + row * p.q_stride + static_cast<int64_t>(kvh) * group * p.head_dim;
-    // The keys of a kv head are read once for its whole query group.
-    for (int64_t j = 0; j < n; ++j) {
-      const float* k = cache.Load(p.layer, s.block_table, first + j,
-                                  p.k_offset + static_cast<int64_t>(kvh) * p.head_dim, p.head_dim,
-                                  k_scratch.data(), p.k_scale);
-      for (int g = 0; g < group; ++g)
-        scores[g * n + j] = Dot(q0 + static_cast<int64_t>(g) * p.head_dim, k, p.head_dim) * p.scale;
-    }
-    for (int g = 0; g < group; ++g) Softmax(scores.data() + g * n, n);
-    for (int g = 0; g < group; ++g) {
-      const int h = kvh * group + g;
-      float* o = p.out + row * p.out_stride + static_cast<int64_t>(h) * p.v_head_dim;
-      std::fill_n(o, p.v_head_dim, 0.0f);
-    }
-    for (int64_t j = 0; j < n; ++j) {
-      const float* v = cache.Load(p.layer, s.block_table, first + j,
-                                  p.v_offset + static_cast<int64_t>(kvh) * p.v_head_dim,
-                                  p.v_head_dim, v_scratch.data(), p.v_scale);
-      for (int g = 0; g < group; ++g) {
-        const int h = kvh * group + g;
-        Axpy(scores[g * n + j], v, p.out + row * p.out_stride + static_cast<int64_t>(h) * p.v_head_dim,
-             p.v_head_dim);
-      }
-    }
+  k_scratch.resize(f32 ? 0 : static_cast<size_t>(p.head_dim));
+  v_scratch.resize(f32 ? 0 : static_cast<size_t>(n * p.v_head_dim));
+  v_rows.resize(static_cast<size_t>(n));
+  auto f32_row = [&](int64_t j, int64_t off) {  // an f32 cache row, in place
+    return static_cast<const float*>(cache.base) + cache.SlotIndex(p.layer, s.block_table, first + j) + off;
+  };
+  const float* q0 = p.q + row * p.q_stride + static_cast<int64_t>(kvh) * group * p.head_dim;
+  for (int64_t j = 0; j < n; ++j) {
+    if (f32 && j + kAhead < n) PrefetchRow(f32_row(j + kAhead, k_off), p.head_dim);
+    const float* k = cache.Load(p.layer, s.block_table, first + j, k_off, p.head_dim,
+                                k_scratch.data(), p.k_scale);
+    for (int g = 0; g < group; ++g)
+      scores[g * n + j] = Dot(q0 + static_cast<int64_t>(g) * p.head_dim, k, p.head_dim) * p.scale;
+  }
+  for (int g = 0; g < group; ++g) Softmax(scores.data() + g * n, n);
+  for (int64_t j = 0; j < n; ++j) {
+    v_rows[j] = cache.Load(p.layer, s.block_table, first + j, v_off, p.v_head_dim,
+                           f32 ? nullptr : v_scratch.data() + j * p.v_head_dim, p.v_scale);
+  }
+  for (int g = 0; g < group; ++g) {
+    const int h = kvh * group + g;
+    WeightedRowSum(scores.data() + g * n, v_rows.data(), n,
+                   p.out + row * p.out_stride + static_cast<int64_t>(h) * p.v_head_dim, p.v_head_dim,
+                   /*prefetch=*/f32 && g == 0);
   }
 }
 
