@@ -13,15 +13,18 @@ namespace {
 // The routed rows (grouped as `offsets` says) and, if there is one, the shared
 // expert over all T tokens, in one grouped GEMM; the shared expert's output then
 // added to `out`, whose routed part the caller has combined.
+// `rows` comes back in the result so that its memory can be reused.
 struct ExpertOutputs {
   std::vector<float> out;  // [routed rows + (shared ? T : 0), H]
   int64_t routed_rows = 0;
+  std::vector<float> rows;  // the input rows (and the shared expert's copy of x)
 };
 ExpertOutputs RunExperts(const MoeLayer& layer, std::vector<float> rows,
                          std::vector<int64_t> offsets, const float* x, int64_t T, int64_t H,
-                         ThreadPool& pool) {
+                         ThreadPool& pool, std::vector<float> out = {}) {
   std::vector<ExpertWeights> experts(layer.experts.begin(), layer.experts.end());
   ExpertOutputs r;
+  r.out = std::move(out);
   r.routed_rows = offsets.back();
   if (layer.shared != nullptr) {
     experts.push_back(*layer.shared);
@@ -30,6 +33,7 @@ ExpertOutputs RunExperts(const MoeLayer& layer, std::vector<float> rows,
   }
   r.out.resize(rows.size());
   GroupedExpertFfn({experts, offsets, rows.data(), r.out.data(), H}, pool);
+  r.rows = std::move(rows);
   return r;
 }
 
@@ -98,14 +102,21 @@ void RunMoeLayer(const MoeLayer& layer, const float* x, int64_t T, int64_t H, fl
   RoutingResult routing;
   RouteTopK(router_logits.data(), T, layer.routing, &routing);
   const DispatchPlan plan = PlanDispatch(routing, E);
-  std::vector<float> rows;
+  // The dispatched rows and the expert outputs reuse this thread's buffers from
+  // the previous layer (tens of MB in a long prefill: fresh ones were zero-filled
+  // and page-faulted every layer).
+  thread_local std::vector<float> tls_rows, tls_out;
+  std::vector<float> rows = std::move(tls_rows);
   DispatchTokens(plan, x, H, &rows);
   RoundRows(rows.data(), static_cast<int64_t>(plan.row_token.size()), H, layer.dispatch_dtype);
   const double dispatch_s = timer.Seconds();
-  const ExpertOutputs e = RunExperts(layer, std::move(rows), plan.expert_offsets, x, T, H, pool);
+  ExpertOutputs e = RunExperts(layer, std::move(rows), plan.expert_offsets, x, T, H, pool,
+                               std::move(tls_out));
   const double expert_s = timer.Seconds() - dispatch_s;
   CombineExpertOutputs(plan, routing, e.out.data(), H, out, pool);
   AddShared(layer, e, T, H, out);
+  tls_rows = std::move(e.rows);
+  tls_out = std::move(e.out);
   if (layer.stats != nullptr) {
     layer.stats->AddRouting(layer.layer_index, routing);
     layer.stats->dispatch_s += dispatch_s;
