@@ -4,9 +4,9 @@
 # and the ratios are taken within the round; the script prints every round and
 # the median of each ratio over the rounds.
 #   bf16 1 thread  / memory roofline (585.1 MB per token, `membw --threads 1` of the round)
-#   bf16 2 threads / llama.cpp F16 2 threads
+#   bf16 2 threads (f32 and bf16 activations) / llama.cpp F16 2 threads
 #   nvfp4 2 threads (f32 and bf16 activations) / llama.cpp Q8_0 2 threads
-#   nvfp4 2 threads (bf16 activations) / bf16 2 threads
+#   nvfp4 2 threads / bf16 2 threads (same activations; and nvfp4 bf16 / bf16 f32)
 #   bench/decode_ab.sh [WORK_DIR] [ROUNDS]     (default /tmp 6; run bench/quant_bench.sh first:
 #                                              it makes the checkpoints and GGUFs)
 set -euo pipefail
@@ -32,10 +32,10 @@ out=$(mktemp)
 for r in $(seq "$rounds"); do
   bw1=$("$bin" membw --threads 1 | sed -E 's/.*: ([0-9.]+) GB\/s.*/\1/')
   b1=$(decode "$base" 1 f32); b1b=$(decode "$base" 1 bf16)
-  b2=$(decode "$base" 2 f32); f16=$(llama "$w/bench-moe-f16.gguf")
+  b2=$(decode "$base" 2 f32); b2b=$(decode "$base" 2 bf16); f16=$(llama "$w/bench-moe-f16.gguf")
   n2=$(decode "$base-nvfp4" 2 f32); n2b=$(decode "$base-nvfp4" 2 bf16); q8=$(llama "$w/bench-moe-q8_0.gguf")
-  echo "$bw1 $b1 $b1b $b2 $f16 $n2 $n2b $q8" >> "$out"
-  echo "round $r: membw-1t $bw1 GB/s; bf16 1t $b1 (bf16-act $b1b); bf16 2t $b2, llama F16 $f16;" \
+  echo "$bw1 $b1 $b1b $b2 $b2b $f16 $n2 $n2b $q8" >> "$out"
+  echo "round $r: membw-1t $bw1 GB/s; bf16 1t $b1 (bf16-act $b1b); bf16 2t $b2 (bf16-act $b2b), llama F16 $f16;" \
        "nvfp4 2t $n2 (bf16-act $n2b), llama Q8_0 $q8 tok/s"
 done
 python3 - "$out" "$bytes" <<'PY'
@@ -45,12 +45,16 @@ mb = float(sys.argv[2])
 def med(name, f):
     v = [f(*r) for r in rows]
     print(f"{name}: median {statistics.median(v):.2f} (rounds: {', '.join(f'{x:.2f}' for x in v)})")
-med("bf16 1t f32-act / memory roofline", lambda bw, b1, b1b, b2, f16, n2, n2b, q8: b1 * mb / 1000 / bw)
-med("bf16 1t bf16-act / memory roofline", lambda bw, b1, b1b, b2, f16, n2, n2b, q8: b1b * mb / 1000 / bw)
-med("bf16 2t / llama.cpp F16", lambda bw, b1, b1b, b2, f16, n2, n2b, q8: b2 / f16)
-med("nvfp4 2t f32-act / llama.cpp Q8_0", lambda bw, b1, b1b, b2, f16, n2, n2b, q8: n2 / q8)
-med("nvfp4 2t bf16-act / llama.cpp Q8_0", lambda bw, b1, b1b, b2, f16, n2, n2b, q8: n2b / q8)
-med("nvfp4 2t f32-act / bf16 2t", lambda bw, b1, b1b, b2, f16, n2, n2b, q8: n2 / b2)
-med("nvfp4 2t bf16-act / bf16 2t", lambda bw, b1, b1b, b2, f16, n2, n2b, q8: n2b / b2)
+def r(f):
+    return lambda bw, b1, b1b, b2, b2b, f16, n2, n2b, q8: f(**locals())
+med("bf16 1t f32-act / memory roofline", r(lambda **v: v["b1"] * mb / 1000 / v["bw"]))
+med("bf16 1t bf16-act / memory roofline", r(lambda **v: v["b1b"] * mb / 1000 / v["bw"]))
+med("bf16 2t f32-act / llama.cpp F16", r(lambda **v: v["b2"] / v["f16"]))
+med("bf16 2t bf16-act / llama.cpp F16", r(lambda **v: v["b2b"] / v["f16"]))
+med("nvfp4 2t f32-act / llama.cpp Q8_0", r(lambda **v: v["n2"] / v["q8"]))
+med("nvfp4 2t bf16-act / llama.cpp Q8_0", r(lambda **v: v["n2b"] / v["q8"]))
+med("nvfp4 2t f32-act / bf16 2t f32-act", r(lambda **v: v["n2"] / v["b2"]))
+med("nvfp4 2t bf16-act / bf16 2t bf16-act", r(lambda **v: v["n2b"] / v["b2b"]))
+med("nvfp4 2t bf16-act / bf16 2t f32-act", r(lambda **v: v["n2b"] / v["b2"]))
 PY
 rm -f "$out"
