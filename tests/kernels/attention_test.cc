@@ -1,0 +1,149 @@
+// PagedAttention against a double-precision reference on fresh random inputs:
+// GQA groups, head and value dims that leave SIMD tails, a value dim unlike the
+// key dim (MLA-style), sliding windows, scrambled block tables, a prefill chunk
+// beside decode tokens, f32 and FP8 caches. A token's output must not depend on
+// the thread count or on the other tokens of the batch (DESIGN.md principle 2).
+#include "kernels/attention.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/kv_cache.h"
+
+namespace moerack {
+namespace {
+
+struct Case {
+  DType dtype;
+  int heads, kv_heads, head_dim, v_head_dim, window;
+};
+
+std::string Name(const Case& c) {
+  return std::string(DTypeName(c.dtype)) + " heads " + std::to_string(c.heads) + "/" +
+         std::to_string(c.kv_heads) + " dims " + std::to_string(c.head_dim) + "/" +
+         std::to_string(c.v_head_dim) + " window " + std::to_string(c.window);
+}
+
+// softmax(scale * q.k) . v over the keys a query at `pos` sees, in double,
+// reading K and V through the cache view (so FP8 rounding matches).
+std::vector<double> Reference(const AttentionParams& p, const KvCacheView& cache,
+                              std::span<const int32_t> table, const float* q, int64_t pos) {
+  const int group = p.num_heads / p.num_kv_heads;
+  const int64_t first = p.sliding_window > 0 ? std::max<int64_t>(0, pos - p.sliding_window + 1) : 0;
+  std::vector<double> out(static_cast<size_t>(p.num_heads * p.v_head_dim), 0.0);
+  std::vector<float> ks(static_cast<size_t>(p.head_dim)), vs(static_cast<size_t>(p.v_head_dim));
+  for (int h = 0; h < p.num_heads; ++h) {
+    const int kvh = h / group;
+    std::vector<double> s;
+    double mx = -1e300;
+    for (int64_t j = first; j <= pos; ++j) {
+      const float* k = cache.Load(p.layer, table, j, p.k_offset + int64_t{kvh} * p.head_dim,
+                                  p.head_dim, ks.data(), p.k_scale);
+      double d = 0;
+      for (int i = 0; i < p.head_dim; ++i) d += double{q[h * p.head_dim + i]} * k[i];
+      s.push_back(d * p.scale);
+      mx = std::max(mx, s.back());
+    }
+    double z = 0;
+    for (double& x : s) z += (x = std::exp(x - mx));
+    for (int64_t j = first; j <= pos; ++j) {
+      const float* v = cache.Load(p.layer, table, j, p.v_offset + int64_t{kvh} * p.v_head_dim,
+                                  p.v_head_dim, vs.data(), p.v_scale);
+      for (int i = 0; i < p.v_head_dim; ++i)
+        out[static_cast<size_t>(h * p.v_head_dim + i)] += s[static_cast<size_t>(j - first)] / z * v[i];
+    }
+  }
+  return out;
+}
+
+TEST(PagedAttentionTest, MatchesReferenceAndIsIndependentOfThreadsAndBatch) {
+  const Case cases[] = {
+      {DType::kF32, 8, 2, 40, 40, 0},    {DType::kF32, 4, 4, 128, 128, 0},
+      {DType::kF32, 6, 2, 64, 200, 5},   {DType::kFP8E4M3, 8, 2, 128, 128, 0},
+      {DType::kFP8E4M3, 4, 1, 24, 136, 3},
+  };
+  std::mt19937 rng(11);
+  std::normal_distribution<float> g(0, 1);
+  for (const Case& c : cases) {
+    SCOPED_TRACE(Name(c));
+    const int layer = 1, block_size = 4;
+    const int64_t k_offset = 3;  // padding before K, as an architecture may lay out a slot
+    const int64_t v_offset = k_offset + int64_t{c.kv_heads} * c.head_dim;
+    const int64_t floats_per_token = v_offset + int64_t{c.kv_heads} * c.v_head_dim + 1;
+    KvCache kv(2, 16, block_size, floats_per_token, c.dtype);
+    const KvCacheView cache = kv.view();
+    const bool fp8 = c.dtype == DType::kFP8E4M3;
+    // Sequence A: a 4-token prefill chunk at positions 13..16; B: decode at 21; C: decode at 0.
+    const std::vector<int32_t> ta = {5, 2, 9, 0, 7}, tb = {1, 3, 4, 6, 8, 10}, tc = {11};
+    const std::vector<int32_t>* tables[] = {&ta, &tb, &tc};
+    const int64_t last_pos[] = {16, 21, 0};
+    for (int sq = 0; sq < 3; ++sq) {
+      for (int64_t pos = 0; pos <= last_pos[sq]; ++pos) {
+        std::vector<float> row(static_cast<size_t>(floats_per_token));
+        for (float& x : row) x = 2 * g(rng);
+        cache.Store(layer, *tables[sq], pos, k_offset, row.data() + k_offset, v_offset - k_offset,
+                    fp8 ? 0.5f : 1.0f);
+        cache.Store(layer, *tables[sq], pos, v_offset, row.data() + v_offset,
+                    floats_per_token - 1 - v_offset, fp8 ? 0.25f : 1.0f);
+      }
+    }
+    const std::vector<AttentionSeq> seqs = {{0, 4, 13, ta}, {4, 1, 21, tb}, {5, 1, 0, tc}};
+    const int64_t rows = 6, q_stride = int64_t{c.heads} * c.head_dim + 5;
+    const int64_t out_stride = int64_t{c.heads} * c.v_head_dim + 2;
+    std::vector<float> q(static_cast<size_t>(rows * q_stride));
+    for (float& x : q) x = g(rng);
+    AttentionParams p;
+    p.q = q.data();
+    p.q_stride = q_stride;
+    p.out_stride = out_stride;
+    p.num_heads = c.heads;
+    p.num_kv_heads = c.kv_heads;
+    p.head_dim = c.head_dim;
+    p.v_head_dim = c.v_head_dim;
+    p.k_offset = k_offset;
+    p.v_offset = v_offset;
+    p.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+    p.k_scale = fp8 ? 0.5f : 1.0f;
+    p.v_scale = fp8 ? 0.25f : 1.0f;
+    p.sliding_window = c.window;
+    p.layer = layer;
+    std::vector<float> out1(static_cast<size_t>(rows * out_stride), -7.0f), out2 = out1;
+    ThreadPool one(1), two(2);
+    p.out = out1.data();
+    PagedAttention(p, seqs, cache, one);
+    p.out = out2.data();
+    PagedAttention(p, seqs, cache, two);
+
+    const int64_t width = int64_t{c.heads} * c.v_head_dim;
+    for (int sq = 0; sq < 3; ++sq) {
+      for (int64_t t = 0; t < seqs[sq].num_tokens; ++t) {
+        const int64_t row = seqs[sq].first_row + t, pos = seqs[sq].start_pos + t;
+        const std::vector<double> want = Reference(p, cache, *tables[sq], q.data() + row * q_stride, pos);
+        // The same token alone, as a decode of its own.
+        std::vector<float> alone(static_cast<size_t>(out_stride), -7.0f);
+        AttentionParams pa = p;
+        pa.q = q.data() + row * q_stride;
+        pa.out = alone.data();
+        const AttentionSeq single[] = {{0, 1, pos, *tables[sq]}};
+        PagedAttention(pa, single, cache, two);
+        for (int64_t i = 0; i < width; ++i) {
+          const float got = out1[static_cast<size_t>(row * out_stride + i)];
+          ASSERT_NEAR(got, want[static_cast<size_t>(i)], 1e-5 * (1 + std::fabs(want[static_cast<size_t>(i)])))
+              << "row " << row << " element " << i;
+          ASSERT_EQ(got, out2[static_cast<size_t>(row * out_stride + i)]) << "threads, row " << row;
+          ASSERT_EQ(got, alone[static_cast<size_t>(i)]) << "batch vs alone, row " << row;
+        }
+        // Padding between rows is left alone.
+        for (int64_t i = width; i < out_stride; ++i)
+          ASSERT_EQ(out1[static_cast<size_t>(row * out_stride + i)], -7.0f);
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace moerack
