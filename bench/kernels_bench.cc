@@ -4,13 +4,11 @@
 //   build/moerack_bench --benchmark_filter=. [--benchmark_min_time=1]
 #include <benchmark/benchmark.h>
 
-#include <sys/mman.h>
-
 #include <cstdlib>
-#include <memory>
 #include <random>
 #include <vector>
 
+#include "core/huge_pages.h"
 #include "kernels/expert_ffn.h"
 #include "kernels/matmul.h"
 
@@ -61,23 +59,8 @@ BENCHMARK(BM_MatMulBf16)
     ->UseRealTime();
 
 // One weight of a given format with random (valid) bytes, owning its storage.
-// Weight bytes on transparent huge pages, as the engine keeps resident weights
-// (MappedFile::kHugePageCopy): a stream from memory through 4 KB pages reads
-// ~25% slower on this VM.
-struct FreeDeleter {
-  void operator()(uint8_t* p) const { std::free(p); }
-};
-std::unique_ptr<uint8_t[], FreeDeleter> HugePageBytes(size_t bytes) {
-  constexpr size_t kHuge = size_t{2} << 20;
-  const size_t len = (bytes + kHuge - 1) / kHuge * kHuge;
-  auto* p = static_cast<uint8_t*>(std::aligned_alloc(kHuge, len));
-  if (p == nullptr) std::abort();
-  ::madvise(p, len, MADV_HUGEPAGE);
-  return std::unique_ptr<uint8_t[], FreeDeleter>(p);
-}
-
 struct BenchWeight {
-  std::unique_ptr<uint8_t[], FreeDeleter> bytes;
+  HugePageBuffer bytes;  // on huge pages, as the engine's resident weights
   std::vector<uint8_t> scale_bytes;
   std::vector<float> scale_f32;
   LinearWeight w;
@@ -92,8 +75,9 @@ BenchWeight MakeWeight(WeightFormat f, int64_t n, int64_t k) {
   w.rows = n;
   w.cols = k;
   const int64_t bytes = f == WeightFormat::kBF16 ? n * k * 2 : f == WeightFormat::kFp8 ? n * k : n * k / 2;
-  b.bytes = HugePageBytes(static_cast<size_t>(bytes));
-  uint8_t* data = b.bytes.get();
+  b.bytes = HugePageBuffer(static_cast<size_t>(bytes));
+  if (b.bytes.empty()) std::abort();
+  uint8_t* data = b.bytes.data();
   for (int64_t i = 0; i < bytes; ++i) data[i] = static_cast<uint8_t>(byte(rng));
   if (f == WeightFormat::kBF16) {
     for (int64_t i = 0; i < n * k; ++i) reinterpret_cast<uint16_t*>(data)[i] &= 0xbfff;

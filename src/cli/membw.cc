@@ -5,12 +5,9 @@
 // resident weights do (core/mapped_file.h); --small-pages measures 4 KB pages.
 #include <algorithm>
 #include <cstdio>
-#include <cstring>
-#include <functional>
-#include <memory>
-#include <sys/mman.h>
 
 #include "cli/commands.h"
+#include "core/huge_pages.h"
 #include "core/thread_pool.h"
 #include "core/timer.h"
 #include "kernels/stream.h"
@@ -27,21 +24,12 @@ struct MembwFlags {
 
 int RunMembw(const MembwFlags& f) {
   const size_t words = static_cast<size_t>(f.size_mib) * 1024 * 1024 / sizeof(float);
-  const size_t huge = size_t{2} << 20;
-  const size_t len = words * sizeof(float) + huge;
-  void* raw = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (raw == MAP_FAILED) {
-    std::fprintf(stderr, "moerack membw: cannot allocate %zu bytes\n", len);
+  const HugePageBuffer region(words * sizeof(float), /*advise=*/!f.small_pages);
+  if (region.empty()) {
+    std::fprintf(stderr, "moerack membw: cannot allocate %zu bytes\n", words * sizeof(float));
     return 1;
   }
-  std::unique_ptr<void, std::function<void(void*)>> region(raw, [len](void* p) { ::munmap(p, len); });
-  float* base = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(raw) + huge - 1) & ~(huge - 1));
-  if (!f.small_pages) ::madvise(base, words * sizeof(float), MADV_HUGEPAGE);
-  struct {
-    float* p;
-    float* get() const { return p; }
-    float& operator[](size_t i) const { return p[i]; }
-  } buf{base};
+  float* const buf = reinterpret_cast<float*>(region.data());
   ThreadPool pool(f.threads);
   // Touch every page from the threads that will read it.
   pool.ParallelFor(f.threads, [&](int64_t t, int) {
@@ -55,7 +43,7 @@ int RunMembw(const MembwFlags& f) {
     Timer timer;
     pool.ParallelFor(f.threads, [&](int64_t t, int) {
       const size_t b = words * t / f.threads, e = words * (t + 1) / f.threads;
-      sums[t] = StreamSum(buf.get() + b, e - b);
+      sums[t] = StreamSum(buf + b, e - b);
     });
     const double s = timer.Seconds();
     for (float v : sums) sink += v;

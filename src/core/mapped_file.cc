@@ -10,12 +10,11 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 namespace moerack {
 
 namespace {
-
-constexpr size_t kHugePage = size_t{2} << 20;
 
 // Transparent huge pages available to madvise() (mode "always" or "madvise").
 bool HugePagesAvailable() {
@@ -36,16 +35,13 @@ size_t AvailableMemoryBytes() {
   return 0;
 }
 
-// Copies the open file `fd` of `size` bytes into a 2 MB-aligned anonymous
-// region advised to use huge pages. Null when the memory is not there; an
-// error when the file cannot be read in full.
-StatusOr<void*> HugePageCopy(int fd, size_t size, size_t* region_size, const std::string& path) {
-  const size_t len = (size + kHugePage - 1) / kHugePage * kHugePage + kHugePage;
-  void* raw = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (raw == MAP_FAILED) return nullptr;
-  uint8_t* base = reinterpret_cast<uint8_t*>(
-      (reinterpret_cast<uintptr_t>(raw) + kHugePage - 1) & ~(uintptr_t{kHugePage} - 1));
-  ::madvise(base, len - (base - static_cast<uint8_t*>(raw)), MADV_HUGEPAGE);
+// Copies the open file `fd` of `size` bytes into `*copy`, memory on huge
+// pages, left empty when the memory is not there; an error when the file
+// cannot be read in full.
+Status HugePageCopy(int fd, size_t size, const std::string& path, HugePageBuffer* copy) {
+  HugePageBuffer buf(size);
+  if (buf.empty()) return Status::Ok();
+  uint8_t* base = buf.data();
   size_t done = 0;
   while (done < size) {
     const ssize_t n = ::pread(fd, base + done, std::min<size_t>(size - done, size_t{1} << 30),
@@ -53,21 +49,20 @@ StatusOr<void*> HugePageCopy(int fd, size_t size, size_t* region_size, const std
     if (n <= 0) {
       if (n < 0 && errno == EINTR) continue;
       const std::string why = n < 0 ? std::strerror(errno) : "file shorter than its size";
-      ::munmap(raw, len);
       return Error(path + ": read failed at byte " + std::to_string(done) + ": " + why);
     }
     done += static_cast<size_t>(n);
   }
   // The copy is read-only from here on, like the map it replaces.
-  ::mprotect(raw, len, PROT_READ);
-  *region_size = len;
-  return raw;
+  buf.ProtectReadOnly();
+  *copy = std::move(buf);
+  return Status::Ok();
 }
 
 }  // namespace
 
 bool MappedFile::HugePageCopyAdvisable(size_t total_bytes) {
-  return total_bytes >= kHugePage && HugePagesAvailable() &&
+  return total_bytes >= HugePageBuffer::kHugePage && HugePagesAvailable() &&
          total_bytes < AvailableMemoryBytes() / 2;
 }
 
@@ -84,17 +79,13 @@ StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& path, 
   file->path_ = path;
   file->size_ = static_cast<size_t>(st.st_size);
   if (mode == Mode::kHugePageCopy && file->size_ > 0) {
-    size_t region = 0;
-    auto copied = HugePageCopy(fd, file->size_, &region, path);
+    const Status copied = HugePageCopy(fd, file->size_, path, &file->copy_);
     if (!copied.ok()) {
       ::close(fd);
-      return copied.status();
+      return copied;
     }
-    if (void* raw = *copied) {
-      file->region_ = raw;
-      file->region_size_ = region;
-      file->data_ = reinterpret_cast<const uint8_t*>(
-          (reinterpret_cast<uintptr_t>(raw) + kHugePage - 1) & ~(uintptr_t{kHugePage} - 1));
+    if (!file->copy_.empty()) {
+      file->data_ = file->copy_.data();
       file->huge_ = true;
       ::close(fd);
       return file;

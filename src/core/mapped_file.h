@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 
+#include "core/huge_pages.h"
 #include "core/status.h"
 
 namespace moerack {
@@ -41,8 +42,9 @@ class MappedFile {
   MappedFile() = default;
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
-  void* region_ = nullptr;  // what to munmap (the copy's region is larger than size_)
+  void* region_ = nullptr;  // the file map, if any
   size_t region_size_ = 0;
+  HugePageBuffer copy_;     // or the huge-page copy
   bool huge_ = false;
   std::string path_;
 };

@@ -11,9 +11,9 @@
 #pragma once
 
 #include <cstdint>
-#include <memory>
 #include <string>
 
+#include "core/huge_pages.h"
 #include "core/status.h"
 #include "kernels/attention.h"
 
@@ -29,10 +29,7 @@ class KvCache {
   KvCacheView view() const { return view_; }
 
  private:
-  struct FreeDeleter {
-    void operator()(uint8_t* p) const;
-  };
-  std::unique_ptr<uint8_t[], FreeDeleter> data_;
+  HugePageBuffer data_;
   KvCacheView view_;
 };
 
