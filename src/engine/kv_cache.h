@@ -3,10 +3,9 @@
 // which sequence is the scheduler's business (BlockAllocator); this only owns
 // the memory. Elements are f32, or FP8 E4M3 with a per-tensor scale
 // (`--kv-dtype fp8`: a quarter of the bytes). Pages are touched lazily by the
-// OS as blocks are first written; the memory is advised onto 2 MB transparent
-// huge pages: attention reads one kv head's key (512 bytes at head_dim 128)
-// from every token slot, slots a few KB apart, and with 4 KB pages nearly every
-// read was a TLB miss (attention measured ~20% of nvfp4 decode).
+// OS as blocks are first written, on 2 MB transparent huge pages where the
+// kernel offers them (core/huge_pages.h): attention reads one kv head's key and
+// value from every token slot, slots a few KB apart, one 4 KB page each.
 // Thread-safety: the view may be written by one forward pass at a time.
 #pragma once
 

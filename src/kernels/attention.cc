@@ -30,6 +30,11 @@ HWY_INLINE float Dot(const float* a, const float* b, int64_t n) {
   return s;
 }
 
+// Key and value rows of successive tokens lie a token slot apart (every kv
+// head's K and V of the layer in between): the rows this many tokens ahead are
+// prefetched.
+constexpr int64_t kRowsAhead = 2;
+
 // Prefetches the `n` floats at `p` (one key or value row) into L1.
 HWY_INLINE void PrefetchRow(const float* p, int64_t n) {
   for (int64_t i = 0; i < n; i += 16) hwy::Prefetch(p + i);
@@ -37,8 +42,8 @@ HWY_INLINE void PrefetchRow(const float* p, int64_t n) {
 
 // out[i] = sum over j of w[j] * rows[j][i] for i < n, each element a chain of
 // MulAdds in j order from zero, kept in registers 8 vectors at a time (an Axpy
-// per row into `out` stored and reloaded every element once per row).
-// `prefetch`: fetch the rows two ahead (the first pass over rows not yet cached).
+// per row stored and reloaded `out` for every row). `prefetch`: fetch rows
+// kRowsAhead ahead (the first pass, over rows not yet cached).
 HWY_INLINE void WeightedRowSum(const float* w, const float* const* rows, int64_t count, float* out,
                                int64_t n, bool prefetch) {
   const hn::ScalableTag<float> df;
@@ -49,7 +54,7 @@ HWY_INLINE void WeightedRowSum(const float* w, const float* const* rows, int64_t
     hn::Vec<decltype(df)> acc[kV];
     for (int u = 0; u < kV; ++u) acc[u] = hn::Zero(df);
     for (int64_t j = 0; j < count; ++j) {
-      if (prefetch && j + 2 < count) PrefetchRow(rows[j + 2] + i, kV * L);
+      if (prefetch && j + kRowsAhead < count) PrefetchRow(rows[j + kRowsAhead] + i, kV * L);
       const auto wj = hn::Set(df, w[j]);
       for (int u = 0; u < kV; ++u) acc[u] = hn::MulAdd(wj, hn::LoadU(df, rows[j] + i + u * L), acc[u]);
     }
@@ -69,13 +74,12 @@ HWY_INLINE void WeightedRowSum(const float* w, const float* const* rows, int64_t
 
 // The heads of kv head `kvh`'s query group for one query token. The keys and
 // values of the kv head are read once for the whole group; an FP8 cache is
-// decoded once per token into scratch rows. Key and value rows lie a token slot
-// apart (all layers' heads in between), so the next rows are prefetched.
+// decoded once per token into scratch rows; an f32 cache is read in place, its
+// next rows prefetched.
 void AttendToken(const AttentionParams& p, const KvCacheView& cache, const AttentionSeq& s,
                  int64_t token, int kvh) {
   thread_local std::vector<float> scores, k_scratch, v_scratch;
   thread_local std::vector<const float*> v_rows;
-  constexpr int64_t kAhead = 2;  // rows prefetched ahead
   const int group = p.num_heads / p.num_kv_heads;
   const int64_t row = s.first_row + token, pos = s.start_pos + token;
   const int64_t first = p.sliding_window > 0 ? std::max<int64_t>(0, pos - p.sliding_window + 1) : 0;
@@ -87,12 +91,11 @@ void AttendToken(const AttentionParams& p, const KvCacheView& cache, const Atten
   k_scratch.resize(f32 ? 0 : static_cast<size_t>(p.head_dim));
   v_scratch.resize(f32 ? 0 : static_cast<size_t>(n * p.v_head_dim));
   v_rows.resize(static_cast<size_t>(n));
-  auto f32_row = [&](int64_t j, int64_t off) {  // an f32 cache row, in place
-    return static_cast<const float*>(cache.base) + cache.SlotIndex(p.layer, s.block_table, first + j) + off;
-  };
   const float* q0 = p.q + row * p.q_stride + static_cast<int64_t>(kvh) * group * p.head_dim;
   for (int64_t j = 0; j < n; ++j) {
-    if (f32 && j + kAhead < n) PrefetchRow(f32_row(j + kAhead, k_off), p.head_dim);
+    if (f32 && j + kRowsAhead < n)  // an f32 Load is a pointer into the cache
+      PrefetchRow(cache.Load(p.layer, s.block_table, first + j + kRowsAhead, k_off, p.head_dim, nullptr),
+                  p.head_dim);
     const float* k = cache.Load(p.layer, s.block_table, first + j, k_off, p.head_dim,
                                 k_scratch.data(), p.k_scale);
     for (int g = 0; g < group; ++g)
