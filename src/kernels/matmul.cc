@@ -57,6 +57,7 @@ HWY_INLINE void Tile(const float* x, int64_t ldx, const WT* w, int64_t K, float*
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NR; ++j) acc0[i][j] = acc1[i][j] = hn::Zero(df);
   int64_t k = 0;
+#pragma GCC unroll 4
   for (; k + 2 * L <= K; k += 2 * L) {
     VF w0[NR], w1[NR];
     for (int j = 0; j < NR; ++j) {
@@ -116,7 +117,7 @@ void DenseBlock(const float* x, int64_t ldx, const WT* w, int64_t K, float* y, i
     for (int64_t n = n0; n < n1; ++n) {
       int64_t m = m0;
       for (; m + 4 <= m1; m += 4) tile(Four{}, One{}, m, n);
-      for (; m < m1; ++m) tile(One{}, One{}, m, n);
+      ForRemainderTile(m1 - m, [&](auto mr) { tile(mr, One{}, m, n); });
     }
     return;
   }
@@ -435,7 +436,9 @@ void PackedBlock(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64
     int64_t m = 0;
     for (; m + 4 <= rows; m += 4)
       QTile<4, NR>(xp + m * ldx, ldx, K, dec, n, y + m * p.y_stride, p.y_stride);
-    for (; m < rows; ++m) QTile<1, NR>(xp + m * ldx, ldx, K, dec, n, y + m * p.y_stride, p.y_stride);
+    ForRemainderTile(rows - m, [&](auto mr) {
+      QTile<decltype(mr)::value, NR>(xp + m * ldx, ldx, K, dec, n, y + m * p.y_stride, p.y_stride);
+    });
   };
   int64_t n = n0;
   // Decode streams one weight row at a time; prefill decodes two rows per

@@ -211,6 +211,13 @@ void CheckRowBitIdentity(Kind kind, ActDType act) {
       for (int64_t j = 0; j < n; ++j) ASSERT_EQ(alone[j], batch1[row * n + j]) << row << "," << j;
     }
   }
+  // Small batches (decode of a few sequences: tiles of 4 and of the 1-3 rows left).
+  ThreadPool pool(2);
+  for (int64_t rows = 2; rows <= 7; ++rows) {
+    std::vector<float> small(static_cast<size_t>(rows * n));
+    MatMul({x.data(), k, rows, w.w, small.data(), n}, pool);
+    for (int64_t i = 0; i < rows * n; ++i) ASSERT_EQ(small[i], batch1[i]) << rows << " rows, " << i;
+  }
 }
 
 TEST_P(QuantMatMulTest, RowBitIdenticalAloneAndInBatchOf37AtAnyThreads) {
