@@ -98,6 +98,7 @@ HWY_INLINE void Tile(const float* x, int64_t ldx, const WT* w, int64_t K, float*
 
 using One = std::integral_constant<int, 1>;
 using Two = std::integral_constant<int, 2>;
+using Three = std::integral_constant<int, 3>;
 using Four = std::integral_constant<int, 4>;
 
 // Rows [m0, m1) x outputs [n0, n1) of y = x · wᵀ for a dense [N, K] w
@@ -117,7 +118,11 @@ void DenseBlock(const float* x, int64_t ldx, const WT* w, int64_t K, float* y, i
     for (int64_t n = n0; n < n1; ++n) {
       int64_t m = m0;
       for (; m + 4 <= m1; m += 4) tile(Four{}, One{}, m, n);
-      ForRemainderTile(m1 - m, [&](auto mr) { tile(mr, One{}, m, n); });
+      switch (m1 - m) {  // one tile for the 1-3 rows left
+        case 1: tile(One{}, One{}, m, n); break;
+        case 2: tile(Two{}, One{}, m, n); break;
+        case 3: tile(Three{}, One{}, m, n); break;
+      }
     }
     return;
   }
@@ -418,6 +423,59 @@ HWY_INLINE void QTile(const float* xp, int64_t ldx, int64_t K, const Dec& dec, i
 #endif  // HWY_TARGET != HWY_SCALAR
 
 #if HWY_TARGET != HWY_SCALAR
+// Weight rows [n0, n0 + rows) of an FP4 Dec unpacked once into buf: for each
+// row and chunk, the kG unscaled vectors as Dec::Get gives them, stored as
+// bf16 (exact for E2M1 values) two vectors per 64 bytes (vector j in the low,
+// j + 1 in the high half of each u32 lane, widened back by a shift or a mask
+// as in the bf16 dense tile), then the per-lane scale as Dec::Load gives it.
+// A source for QTile in Dec's place: the same values in the same order, so
+// results are bit-identical to QTile on Dec. Half the bytes of f32 values
+// keep a 4-row group (20 KB at K = 2048) and two rows of x in L1.
+template <class Dec>
+struct UnpackedRows {
+  static constexpr int kG = Dec::kG;
+  static constexpr int64_t kChunk = Dec::kChunk;
+  static constexpr bool kNatural = false;
+  static constexpr int64_t kWordsPerChunk = kChunk / 2 + kL;  // u32: value pairs, then the scale
+  static_assert(!Dec::kNatural && kG % 2 == 0, "FP4 lane order only");
+  const LinearWeight& w;
+  int64_t n0, chunks;
+  const uint32_t* buf;
+
+  static void Unpack(const Dec& dec, int64_t n0, int rows, uint32_t* buf) {
+    const DF df;
+    const DU32 du;
+    const int64_t chunks = dec.w.cols / kChunk;
+    for (int r = 0; r < rows; ++r) {
+      for (int64_t c = 0; c < chunks; ++c) {
+        uint32_t* out = buf + (r * chunks + c) * kWordsPerChunk;
+        const typename Dec::Chunk ch = dec.Load(n0 + r, c);
+        for (int j = 0; j < kG; j += 2) {
+          const VU32 lo = hn::ShiftRight<16>(hn::BitCast(du, dec.Get(ch, j)));
+          hn::StoreU(hn::Or(lo, hn::BitCast(du, dec.Get(ch, j + 1))), du, out + j / 2 * kL);
+        }
+        hn::StoreU(hn::BitCast(du, ch.scale), du, out + kChunk / 2);
+      }
+    }
+    (void)df;
+  }
+  struct Chunk {
+    const uint32_t* values;
+    VF scale;
+  };
+  HWY_INLINE Chunk Load(int64_t n, int64_t c) const {
+    const uint32_t* v = buf + ((n - n0) * chunks + c) * kWordsPerChunk;
+    return Chunk{v, hn::BitCast(DF(), hn::LoadU(DU32(), v + kChunk / 2))};
+  }
+  HWY_INLINE VF Get(const Chunk& ch, int j) const {
+    const DU32 du;
+    const VU32 v = hn::LoadU(du, ch.values + j / 2 * kL);
+    return hn::BitCast(DF(), j % 2 == 0 ? hn::ShiftLeft<16>(v) : hn::And(v, hn::Set(du, 0xFFFF0000u)));
+  }
+};
+
+thread_local std::vector<uint32_t> tls_unpacked;
+
 template <class Dec>
 void PackedBlock(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   const int64_t K = p.w.cols, rows = m1 - m0;
@@ -436,15 +494,36 @@ void PackedBlock(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64
     int64_t m = 0;
     for (; m + 4 <= rows; m += 4)
       QTile<4, NR>(xp + m * ldx, ldx, K, dec, n, y + m * p.y_stride, p.y_stride);
-    ForRemainderTile(rows - m, [&](auto mr) {
-      QTile<decltype(mr)::value, NR>(xp + m * ldx, ldx, K, dec, n, y + m * p.y_stride, p.y_stride);
-    });
+    switch (rows - m) {  // one tile for the 1-3 rows left (inlined: a call boundary
+                         // reloads the decoder's constants every chunk, FP4 decode -10%)
+      case 1: QTile<1, NR>(xp + m * ldx, ldx, K, dec, n, y + m * p.y_stride, p.y_stride); break;
+      case 2: QTile<2, NR>(xp + m * ldx, ldx, K, dec, n, y + m * p.y_stride, p.y_stride); break;
+      case 3: QTile<3, NR>(xp + m * ldx, ldx, K, dec, n, y + m * p.y_stride, p.y_stride); break;
+    }
   };
   int64_t n = n0;
-  // Decode streams one weight row at a time; prefill decodes two rows per
-  // tile so each unpacked vector feeds 4 rows and each x load 2 weight rows.
-  if (rows > kSmallRows)
-    for (; n + 2 <= n1; n += 2) tiles(std::integral_constant<int, 2>{}, n);
+  // Decode streams one weight row at a time. Prefill (FP4) unpacks 4 weight
+  // rows at a time once for all its rows (the unpacking per 4 rows of x bound
+  // the GEMM) and runs 2x4 tiles over them, each x load feeding 4 weight rows;
+  // FP8 decodes two weight rows per tile so each decoded vector feeds 4 rows.
+  if (rows > kSmallRows) {
+    if constexpr (!Dec::kNatural) {
+      constexpr int NR = 4;
+      const int64_t chunks = K / Dec::kChunk;
+      tls_unpacked.resize(static_cast<size_t>(NR * chunks * UnpackedRows<Dec>::kWordsPerChunk));
+      for (; n + NR <= n1; n += NR) {
+        UnpackedRows<Dec>::Unpack(dec, n, NR, tls_unpacked.data());
+        const UnpackedRows<Dec> src{p.w, n, chunks, tls_unpacked.data()};
+        float* y = p.y + m0 * p.y_stride + n;
+        int64_t m = 0;
+        for (; m + 2 <= rows; m += 2)
+          QTile<2, NR>(xp + m * ldx, ldx, K, src, n, y + m * p.y_stride, p.y_stride);
+        if (m < rows) QTile<1, NR>(xp + m * ldx, ldx, K, src, n, y + m * p.y_stride, p.y_stride);
+      }
+    } else {
+      for (; n + 2 <= n1; n += 2) tiles(std::integral_constant<int, 2>{}, n);
+    }
+  }
   for (; n < n1; ++n) tiles(std::integral_constant<int, 1>{}, n);
 }
 

@@ -17,6 +17,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "quant/nvfp4.h"
@@ -85,6 +86,19 @@ MR_TARGET_BF16 void PrepareX(const float* x, int64_t ldx, int64_t rows, int64_t 
       for (int64_t k = 0; k < main; k += 16) StoreBf16x16(_mm512_loadu_ps(xr + k), o + k);
     }
     for (int64_t k = main; k < K; ++k) o[k] = F32ToBF16(xr[k]);
+  }
+}
+
+// Calls f(std::integral_constant<int, r>) for r = rows in 1..3 (nothing for 0):
+// the tile for the rows left after tiles of 4, so each weight row is read (and
+// unpacked) once more, not once per left-over row.
+template <class F>
+inline void ForRemainderTile(int64_t rows, F&& f) {
+  switch (rows) {
+    case 1: return f(std::integral_constant<int, 1>{});
+    case 2: return f(std::integral_constant<int, 2>{});
+    case 3: return f(std::integral_constant<int, 3>{});
+    default: return;
   }
 }
 

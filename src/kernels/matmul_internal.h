@@ -2,7 +2,6 @@
 #pragma once
 
 #include <cstdint>
-#include <type_traits>
 
 #include "kernels/matmul.h"
 
@@ -15,19 +14,6 @@ bool HasAvx512Bf16();
 // AVX512-BF16 kernel (matmul_bf16.cc). Returns false, doing nothing, when the CPU
 // lacks the instructions or the weight format has no bf16 kernel.
 bool RunBf16ActivationBlock(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
-
-// Calls f(std::integral_constant<int, r>) for r = rows in 1..3 (nothing for 0):
-// the tile for the rows left after tiles of 4, so each weight row is read (and
-// unpacked) once more, not once per left-over row.
-template <class F>
-inline void ForRemainderTile(int64_t rows, F&& f) {
-  switch (rows) {
-    case 1: return f(std::integral_constant<int, 1>{});
-    case 2: return f(std::integral_constant<int, 2>{});
-    case 3: return f(std::integral_constant<int, 3>{});
-    default: return;
-  }
-}
 
 // NVFP4 block scales decode as float_bits(E4M3 byte << 20) * 2^120, times the
 // global scale. When 2^120 * global is a normal float, one multiply by it
