@@ -246,9 +246,8 @@ MR_TARGET_BF16 void Bf16Tile(const uint16_t* xb, int64_t K, const uint16_t* w, f
 MR_TARGET_BF16 void Block(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   const int64_t K = p.w.cols, rows = m1 - m0;
   const bool fp4 = p.w.format != WeightFormat::kBF16;
-  tls_xb.resize(static_cast<size_t>(rows * K));
-  PrepareX(p.x + m0 * p.x_stride, p.x_stride, rows, K, fp4, tls_xb.data());
-  const uint16_t* xb = tls_xb.data();
+  uint16_t* xb = Scratch(tls_xb, rows * K);
+  PrepareX(p.x + m0 * p.x_stride, p.x_stride, rows, K, fp4, xb);
   alignas(64) uint16_t table_words[32];
   for (int i = 0; i < 32; ++i) table_words[i] = F32ToBF16(kE2M1Values[i % 16]);
   const __m512i table = _mm512_load_si512(table_words);
