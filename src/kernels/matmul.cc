@@ -447,41 +447,41 @@ HWY_INLINE void QTile(const float* xp, int64_t ldx, int64_t K, const Dec& dec, i
 #endif  // HWY_TARGET != HWY_SCALAR
 
 #if HWY_TARGET != HWY_SCALAR
-// Weight rows [n0, n0 + rows) of an FP4 Dec unpacked once into buf: for each
-// row and chunk, the kG unscaled vectors as Dec::Get gives them, stored as
-// bf16 (exact for E2M1 values) two vectors per 64 bytes (vector j in the low,
-// j + 1 in the high half of each u32 lane, widened back by a shift or a mask
-// as in the bf16 dense tile), then the per-lane scale as Dec::Load gives it.
-// A source for QTile in Dec's place: the same values in the same order, so
-// results are bit-identical to QTile on Dec. Half the bytes of f32 values
-// keep a 4-row group (20 KB at K = 2048) and two rows of x in L1.
+// Weight rows [n0, n0 + rows) of a packed format (FP4, FP8) unpacked once into
+// buf: for each row and chunk, the kG unscaled vectors as Dec::Get gives them,
+// stored as bf16 (exact for E2M1 values and for E4M3 ones, which Get scales by
+// 2^-8) two vectors per 64 bytes (vector j in the low, j + 1 in the high half
+// of each u32 lane, widened back by a shift or a mask as in the bf16 dense
+// tile), then the per-lane scale as Dec::Load gives it. A source for QTile in
+// Dec's place: the same values in the same order, so results are
+// bit-identical to QTile on Dec. Half the bytes of f32 values keep a 4-row
+// group (20 KB at K = 2048) and two rows of x in L1.
 template <class Dec>
 struct UnpackedRows {
   static constexpr int kG = Dec::kG;
   static constexpr int64_t kChunk = Dec::kChunk;
-  static constexpr bool kNatural = false;
+  static constexpr bool kNatural = Dec::kNatural;
   static constexpr int64_t kWordsPerChunk = kChunk / 2 + kL;  // u32: value pairs, then the scale
-  static_assert(!Dec::kNatural && kG % 2 == 0, "FP4 lane order only");
+  static_assert(kG % 2 == 0, "pairs of vectors");
+  const Dec& dec;
   const LinearWeight& w;
   int64_t n0, chunks;
   const uint32_t* buf;
 
-  static void Unpack(const Dec& dec, int64_t n0, int rows, uint32_t* buf) {
-    const DF df;
+  static void Unpack(const Dec& d, int64_t first, int rows, uint32_t* out) {
     const DU32 du;
-    const int64_t chunks = dec.w.cols / kChunk;
+    const int64_t chunks = d.w.cols / kChunk;
     for (int r = 0; r < rows; ++r) {
       for (int64_t c = 0; c < chunks; ++c) {
-        uint32_t* out = buf + (r * chunks + c) * kWordsPerChunk;
-        const typename Dec::Chunk ch = dec.Load(n0 + r, c);
+        uint32_t* o = out + (r * chunks + c) * kWordsPerChunk;
+        const typename Dec::Chunk ch = d.Load(first + r, c);
         for (int j = 0; j < kG; j += 2) {
-          const VU32 lo = hn::ShiftRight<16>(hn::BitCast(du, dec.Get(ch, j)));
-          hn::StoreU(hn::Or(lo, hn::BitCast(du, dec.Get(ch, j + 1))), du, out + j / 2 * kL);
+          const VU32 lo = hn::ShiftRight<16>(hn::BitCast(du, d.Get(ch, j)));
+          hn::StoreU(hn::Or(lo, hn::BitCast(du, d.Get(ch, j + 1))), du, o + j / 2 * kL);
         }
-        hn::StoreU(hn::BitCast(du, ch.scale), du, out + kChunk / 2);
+        hn::StoreU(hn::BitCast(du, ch.scale), du, o + kChunk / 2);
       }
     }
-    (void)df;
   }
   struct Chunk {
     const uint32_t* values;
@@ -496,6 +496,9 @@ struct UnpackedRows {
     const VU32 v = hn::LoadU(du, ch.values + j / 2 * kL);
     return hn::BitCast(DF(), j % 2 == 0 ? hn::ShiftLeft<16>(v) : hn::And(v, hn::Set(du, 0xFFFF0000u)));
   }
+  // Natural-order decoders (FP8): chunks that straddle scale blocks.
+  HWY_INLINE bool UniformScale(int64_t c) const { return dec.UniformScale(c); }
+  HWY_INLINE float VectorScale(int64_t n, int64_t c, int j) const { return dec.VectorScale(n, c, j); }
 };
 
 thread_local std::vector<uint32_t> tls_unpacked;
@@ -526,26 +529,21 @@ void PackedBlock(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64
     }
   };
   int64_t n = n0;
-  // Decode streams one weight row at a time. Prefill (FP4) unpacks 4 weight
-  // rows at a time once for all its rows (the unpacking per 4 rows of x bound
-  // the GEMM) and runs 2x4 tiles over them, each x load feeding 4 weight rows;
-  // FP8 decodes two weight rows per tile so each decoded vector feeds 4 rows.
+  // Decode streams one weight row at a time. Prefill unpacks 4 weight rows at a
+  // time once for all its rows (unpacking them again per 4 rows of x bound the
+  // GEMM) and runs 2x4 tiles over them, each x load feeding 4 weight rows.
   if (rows > kSmallRows) {
-    if constexpr (!Dec::kNatural) {
-      constexpr int NR = 4;
-      const int64_t chunks = K / Dec::kChunk;
-      uint32_t* unpacked = Scratch(tls_unpacked, NR * chunks * UnpackedRows<Dec>::kWordsPerChunk);
-      for (; n + NR <= n1; n += NR) {
-        UnpackedRows<Dec>::Unpack(dec, n, NR, unpacked);
-        const UnpackedRows<Dec> src{p.w, n, chunks, unpacked};
-        float* y = p.y + m0 * p.y_stride + n;
-        int64_t m = 0;
-        for (; m + 2 <= rows; m += 2)
-          QTile<2, NR>(xp + m * ldx, ldx, K, src, n, y + m * p.y_stride, p.y_stride);
-        if (m < rows) QTile<1, NR>(xp + m * ldx, ldx, K, src, n, y + m * p.y_stride, p.y_stride);
-      }
-    } else {
-      for (; n + 2 <= n1; n += 2) tiles(std::integral_constant<int, 2>{}, n);
+    constexpr int NR = 4;
+    const int64_t chunks = K / Dec::kChunk;
+    uint32_t* unpacked = Scratch(tls_unpacked, NR * chunks * UnpackedRows<Dec>::kWordsPerChunk);
+    for (; n + NR <= n1; n += NR) {
+      UnpackedRows<Dec>::Unpack(dec, n, NR, unpacked);
+      const UnpackedRows<Dec> src{dec, p.w, n, chunks, unpacked};
+      float* y = p.y + m0 * p.y_stride + n;
+      int64_t m = 0;
+      for (; m + 2 <= rows; m += 2)
+        QTile<2, NR>(xp + m * ldx, ldx, K, src, n, y + m * p.y_stride, p.y_stride);
+      if (m < rows) QTile<1, NR>(xp + m * ldx, ldx, K, src, n, y + m * p.y_stride, p.y_stride);
     }
   }
   for (; n < n1; ++n) tiles(std::integral_constant<int, 1>{}, n);
