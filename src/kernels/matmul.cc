@@ -515,23 +515,10 @@ void PackedBlock(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64
     ldx = K;
   }
   const Dec dec(p.w);
-  auto tiles = [&](auto nr, int64_t n) {
-    constexpr int NR = decltype(nr)::value;
-    float* y = p.y + m0 * p.y_stride + n;
-    int64_t m = 0;
-    for (; m + 4 <= rows; m += 4)
-      QTile<4, NR>(xp + m * ldx, ldx, K, dec, n, y + m * p.y_stride, p.y_stride);
-    switch (rows - m) {  // one tile for the 1-3 rows left (inlined: a call boundary
-                         // reloads the decoder's constants every chunk, FP4 decode -10%)
-      case 1: QTile<1, NR>(xp + m * ldx, ldx, K, dec, n, y + m * p.y_stride, p.y_stride); break;
-      case 2: QTile<2, NR>(xp + m * ldx, ldx, K, dec, n, y + m * p.y_stride, p.y_stride); break;
-      case 3: QTile<3, NR>(xp + m * ldx, ldx, K, dec, n, y + m * p.y_stride, p.y_stride); break;
-    }
-  };
   int64_t n = n0;
-  // Decode streams one weight row at a time. Prefill unpacks 4 weight rows at a
-  // time once for all its rows (unpacking them again per 4 rows of x bound the
-  // GEMM) and runs 2x4 tiles over them, each x load feeding 4 weight rows.
+  // Prefill unpacks 4 weight rows at a time once for all its rows (unpacking
+  // them again per 4 rows of x bound the GEMM) and runs 2x4 tiles over them,
+  // each x load feeding 4 weight rows.
   if (rows > kSmallRows) {
     constexpr int NR = 4;
     const int64_t chunks = K / Dec::kChunk;
@@ -546,7 +533,20 @@ void PackedBlock(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64
       if (m < rows) QTile<1, NR>(xp + m * ldx, ldx, K, src, n, y + m * p.y_stride, p.y_stride);
     }
   }
-  for (; n < n1; ++n) tiles(std::integral_constant<int, 1>{}, n);
+  // Decode (and a prefill block's last 1-3 weight rows) streams one weight row
+  // at a time, unpacked once per tile of up to 4 rows.
+  for (; n < n1; ++n) {
+    float* y = p.y + m0 * p.y_stride + n;
+    int64_t m = 0;
+    for (; m + 4 <= rows; m += 4)
+      QTile<4, 1>(xp + m * ldx, ldx, K, dec, n, y + m * p.y_stride, p.y_stride);
+    switch (rows - m) {  // one tile for the 1-3 rows left (inlined: a call boundary
+                         // reloads the decoder's constants every chunk, FP4 decode -10%)
+      case 1: QTile<1, 1>(xp + m * ldx, ldx, K, dec, n, y + m * p.y_stride, p.y_stride); break;
+      case 2: QTile<2, 1>(xp + m * ldx, ldx, K, dec, n, y + m * p.y_stride, p.y_stride); break;
+      case 3: QTile<3, 1>(xp + m * ldx, ldx, K, dec, n, y + m * p.y_stride, p.y_stride); break;
+    }
+  }
 }
 
 #endif  // HWY_TARGET != HWY_SCALAR
