@@ -72,6 +72,9 @@ struct TensorToWrite {
   std::vector<int64_t> shape;
   std::string bytes;
 };
+// Writes tensors whose size is a multiple of kSafetensorsDataAlign bytes at
+// offsets aligned to it (in the file, and so in a copy at an aligned address).
+constexpr size_t kSafetensorsDataAlign = 64;
 Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>& tensors);
 
 }  // namespace moerack

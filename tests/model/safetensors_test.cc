@@ -115,6 +115,43 @@ class SafetensorsTest : public ::testing::Test {
   std::string dir_;
 };
 
+// Packed weights read 64 bytes at a time: a tensor of a multiple of 64 bytes
+// must start on a 64-byte boundary of the file whatever the tensors around it.
+TEST_F(SafetensorsTest, WriterAlignsTensorsOfWholeCacheLines) {
+  std::vector<TensorToWrite> tensors = {
+      {"a.weight_scale_2", DType::kF32, {}, F32Bytes({0.5f})},
+      {"a.weight", DType::kU8, {3, 64}, std::string(192, '\x11')},
+      {"a.input_scale", DType::kF32, {}, F32Bytes({2.0f})},
+      {"b.odd", DType::kU8, {5, 7}, std::string(35, '\x22')},
+      {"b.weight", DType::kU8, {2, 64}, std::string(128, '\x33')},
+  };
+  ASSERT_TRUE(WriteSafetensors(PathOf("model.safetensors"), tensors).ok());
+  std::ifstream in(PathOf("model.safetensors"), std::ios::binary);
+  uint64_t n = 0;
+  in.read(reinterpret_cast<char*>(&n), 8);
+  std::string header(n, ' ');
+  in.read(header.data(), static_cast<std::streamsize>(n));
+  const auto j = nlohmann::json::parse(header);
+  EXPECT_EQ((8 + n) % kSafetensorsDataAlign, 0u);
+  int aligned = 0;
+  for (const auto& t : tensors) {
+    const uint64_t begin = j[t.name]["data_offsets"][0].get<uint64_t>();
+    if (t.bytes.size() % kSafetensorsDataAlign == 0) {
+      EXPECT_EQ(begin % kSafetensorsDataAlign, 0u) << t.name;
+      ++aligned;
+    }
+  }
+  EXPECT_EQ(aligned, 2);
+  auto store = OpenOrDie(dir_);
+  ASSERT_NE(store, nullptr);
+  auto b = store->Get("b.weight", {2, 64}, {DType::kU8});
+  ASSERT_TRUE(b.ok()) << b.status().message();
+  EXPECT_EQ(std::string(static_cast<const char*>(b->data), 128), std::string(128, '\x33'));
+  auto s2 = store->Get("a.weight_scale_2", {}, {DType::kF32});
+  ASSERT_TRUE(s2.ok()) << s2.status().message();
+  EXPECT_EQ(ReadFloats(*s2), std::vector<float>{0.5f});
+}
+
 TEST_F(SafetensorsTest, RoundTripKeepsValuesShapesAndDtypes) {
   const std::vector<float> bf16_values = {1.0f, -2.5f, 0.15625f, 3e5f, -0.0f, 7.0f};
   const std::vector<float> f32_values = {0.1f, -1e-30f, 12345.678f, 3.0f};
