@@ -35,11 +35,12 @@ size_t AvailableMemoryBytes() {
   return 0;
 }
 
-// Copies the open file `fd` of `size` bytes into `*copy`, memory on huge
-// pages, left empty when the memory is not there; an error when the file
-// cannot be read in full.
-Status HugePageCopy(int fd, size_t size, const std::string& path, HugePageBuffer* copy) {
-  HugePageBuffer buf(size);
+// Copies the open file `fd` of `size` bytes into `*copy` (with `slack` bytes
+// more), memory on huge pages, left empty when the memory is not there; an
+// error when the file cannot be read in full.
+Status HugePageCopy(int fd, size_t size, size_t slack, const std::string& path,
+                    HugePageBuffer* copy) {
+  HugePageBuffer buf(size + slack);
   if (buf.empty()) return Status::Ok();
   uint8_t* base = buf.data();
   size_t done = 0;
@@ -53,8 +54,6 @@ Status HugePageCopy(int fd, size_t size, const std::string& path, HugePageBuffer
     }
     done += static_cast<size_t>(n);
   }
-  // The copy is read-only from here on, like the map it replaces.
-  buf.ProtectReadOnly();
   *copy = std::move(buf);
   return Status::Ok();
 }
@@ -66,7 +65,8 @@ bool MappedFile::HugePageCopyAdvisable(size_t total_bytes) {
          total_bytes < AvailableMemoryBytes() / 2;
 }
 
-StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& path, Mode mode) {
+StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& path, Mode mode,
+                                                       size_t slack) {
   const bool populate = mode != Mode::kLazy;
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Error(path + ": cannot open: " + std::strerror(errno));
@@ -79,7 +79,7 @@ StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& path, 
   file->path_ = path;
   file->size_ = static_cast<size_t>(st.st_size);
   if (mode == Mode::kHugePageCopy && file->size_ > 0) {
-    const Status copied = HugePageCopy(fd, file->size_, path, &file->copy_);
+    const Status copied = HugePageCopy(fd, file->size_, slack, path, &file->copy_);
     if (!copied.ok()) {
       ::close(fd);
       return copied;
@@ -87,6 +87,7 @@ StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& path, 
     if (!file->copy_.empty()) {
       file->data_ = file->copy_.data();
       file->huge_ = true;
+      if (slack == 0) file->Seal();
       ::close(fd);
       return file;
     }
@@ -106,6 +107,12 @@ StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& path, 
   }
   ::close(fd);
   return file;
+}
+
+void MappedFile::Seal() {
+  // The copy is read-only from here on, like the map it replaces.
+  if (huge_ && !sealed_) copy_.ProtectReadOnly();
+  sealed_ = true;
 }
 
 MappedFile::~MappedFile() {

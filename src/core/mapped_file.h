@@ -25,7 +25,11 @@ class MappedFile {
     kPopulate,      // a map with every page faulted in now
     kHugePageCopy,  // a copy on transparent huge pages (a populated map if the memory is not there)
   };
-  static StatusOr<std::unique_ptr<MappedFile>> Open(const std::string& path, Mode mode);
+  // kHugePageCopy: the copy has `slack` bytes past the file and stays writable
+  // (writable_copy()) until Seal() makes it read-only like a map. Without
+  // slack it is sealed at once.
+  static StatusOr<std::unique_ptr<MappedFile>> Open(const std::string& path, Mode mode,
+                                                    size_t slack = 0);
   // Transparent huge pages are available and `total_bytes` (a whole checkpoint)
   // takes under half the available memory.
   static bool HugePageCopyAdvisable(size_t total_bytes);
@@ -37,6 +41,9 @@ class MappedFile {
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
   bool huge_pages() const { return huge_; }  // a huge-page copy, not a file map
+  // The copy (size() + slack bytes) before Seal(); nullptr for a map or once sealed.
+  uint8_t* writable_copy() { return huge_ && !sealed_ ? copy_.data() : nullptr; }
+  void Seal();
 
  private:
   MappedFile() = default;
@@ -46,6 +53,7 @@ class MappedFile {
   size_t region_size_ = 0;
   HugePageBuffer copy_;     // or the huge-page copy
   bool huge_ = false;
+  bool sealed_ = false;
   std::string path_;
 };
 

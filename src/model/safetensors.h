@@ -64,8 +64,9 @@ class WeightStore {
   std::map<std::string, Entry> tensors_;
 };
 
-// Writes tensors (name -> dtype, shape, raw bytes) as one safetensors file, with
-// the header padded to 8 bytes and tensors in name order.
+// Writes tensors (name -> dtype, shape, raw bytes) as one safetensors file:
+// those of whole 64-byte lines first, then the rest, each group in name order,
+// the header padded so that the data starts on a 64-byte boundary.
 struct TensorToWrite {
   std::string name;
   DType dtype;

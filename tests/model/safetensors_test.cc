@@ -152,6 +152,41 @@ TEST_F(SafetensorsTest, WriterAlignsTensorsOfWholeCacheLines) {
   EXPECT_EQ(ReadFloats(*s2), std::vector<float>{0.5f});
 }
 
+// A file from another writer may put tensors anywhere; in a huge-page copy the
+// loader moves each to a 64-byte boundary, keeping its bytes.
+TEST_F(SafetensorsTest, HugePageCopyPutsEveryTensorOnA64ByteBoundary) {
+  const size_t big = 3 << 20;  // above one huge page, so the store copies the file
+  std::string w(big, '\0'), t(100, '\0');
+  for (size_t i = 0; i < big; ++i) w[i] = static_cast<char>(i * 7 + 3);
+  for (size_t i = 0; i < t.size(); ++i) t[i] = static_cast<char>(i * 13 + 1);
+  const std::string s = F32Bytes({1.5f});
+  nlohmann::json h;
+  h["s"] = {{"dtype", "F32"}, {"shape", nlohmann::json::array()}, {"data_offsets", {0, 4}}};
+  h["w"] = {{"dtype", "U8"}, {"shape", {big}}, {"data_offsets", {4, 4 + big}}};
+  h["t"] = {{"dtype", "U8"}, {"shape", {100}}, {"data_offsets", {4 + big, 104 + big}}};
+  std::string header = h.dump();
+  header.append((8 - (8 + header.size()) % 8) % 8 + 8, ' ');
+  {
+    std::ofstream out(PathOf("model.safetensors"), std::ios::binary);
+    const uint64_t n = header.size();
+    out.write(reinterpret_cast<const char*>(&n), 8);
+    out << header << s << w << t;
+  }
+  auto store = OpenOrDie(dir_);
+  ASSERT_NE(store, nullptr);
+  auto wv = store->Get("w", {static_cast<int64_t>(big)}, {DType::kU8});
+  auto tv = store->Get("t", {100}, {DType::kU8});
+  auto sv = store->Get("s", {}, {DType::kF32});
+  ASSERT_TRUE(wv.ok() && tv.ok() && sv.ok());
+  EXPECT_EQ(std::string(static_cast<const char*>(wv->data), big), w);
+  EXPECT_EQ(std::string(static_cast<const char*>(tv->data), 100), t);
+  EXPECT_EQ(ReadFloats(*sv), std::vector<float>{1.5f});
+  if (!MappedFile::HugePageCopyAdvisable(8 + header.size() + 104 + big))
+    GTEST_SKIP() << "no transparent huge pages here: the file is mapped as it is";
+  for (const TensorView* v : {&*wv, &*tv, &*sv})
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(v->data) % kSafetensorsDataAlign, 0u);
+}
+
 TEST_F(SafetensorsTest, RoundTripKeepsValuesShapesAndDtypes) {
   const std::vector<float> bf16_values = {1.0f, -2.5f, 0.15625f, 3e5f, -0.0f, 7.0f};
   const std::vector<float> f32_values = {0.1f, -1e-30f, 12345.678f, 3.0f};
