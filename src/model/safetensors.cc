@@ -7,9 +7,8 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
-
-#include "core/check.h"
 
 namespace moerack {
 namespace fs = std::filesystem;
@@ -129,12 +128,13 @@ size_t AlignmentSlack(const std::string& path) {
 
 // Moves the tensors of a huge-page copy (`base`, file data at `data_offset`)
 // to 64-byte boundaries in file order; returns each entry's new offset from
-// base. Files place tensors wherever their writer did, and a 64-byte load of
+// base, or nothing (and moves nothing) if they would not fit in `capacity`. Files place tensors wherever their writer did, and a 64-byte load of
 // packed weights that straddles two cache lines made NVFP4 decode ~40% slower
 // (BENCHMARKS.md). A tensor only moves towards the end, so moving the last one
 // first never overwrites one not yet moved.
-std::vector<size_t> AlignTensors(uint8_t* base, size_t data_offset, size_t capacity,
-                                 const std::vector<SafetensorsEntry>& entries) {
+std::optional<std::vector<size_t>> AlignTensors(uint8_t* base, size_t data_offset,
+                                                size_t capacity,
+                                                const std::vector<SafetensorsEntry>& entries) {
   std::vector<size_t> order(entries.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::sort(order.begin(), order.end(),
@@ -146,7 +146,7 @@ std::vector<size_t> AlignTensors(uint8_t* base, size_t data_offset, size_t capac
     to[i] = pos;
     pos += entries[i].end - entries[i].begin;
   }
-  CHECK_LE(pos, capacity) << "safetensors: alignment slack too small";
+  if (pos > capacity) return std::nullopt;
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     const SafetensorsEntry& e = entries[*it];
     std::memmove(base + to[*it], base + data_offset + e.begin, e.end - e.begin);
@@ -165,7 +165,8 @@ Status WeightStore::AddFile(const std::string& path, MappedFile::Mode mode) {
   std::vector<size_t> offsets(entries->size());
   for (size_t i = 0; i < offsets.size(); ++i) offsets[i] = data_offset + (*entries)[i].begin;
   if (uint8_t* copy = file->writable_copy(); copy != nullptr) {
-    offsets = AlignTensors(copy, data_offset, file->size() + slack, *entries);
+    if (auto aligned = AlignTensors(copy, data_offset, file->size() + slack, *entries))
+      offsets = std::move(*aligned);
     file->Seal();
   }
   for (size_t i = 0; i < entries->size(); ++i) {
