@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "core/scratch.h"
 #include "kernels/ops.h"
 #include "quant/fp8.h"
 
@@ -87,28 +88,28 @@ void AttendToken(const AttentionParams& p, const KvCacheView& cache, const Atten
   const bool f32 = cache.dtype == DType::kF32;
   const int64_t k_off = p.k_offset + static_cast<int64_t>(kvh) * p.head_dim;
   const int64_t v_off = p.v_offset + static_cast<int64_t>(kvh) * p.v_head_dim;
-  scores.resize(static_cast<size_t>(n * group));
-  k_scratch.resize(f32 ? 0 : static_cast<size_t>(p.head_dim));
-  v_scratch.resize(f32 ? 0 : static_cast<size_t>(n * p.v_head_dim));
-  v_rows.resize(static_cast<size_t>(n));
+  float* const sc = Scratch(scores, n * group);
+  float* const k_buf = f32 ? nullptr : Scratch(k_scratch, p.head_dim);
+  float* const v_buf = f32 ? nullptr : Scratch(v_scratch, n * p.v_head_dim);
+  const float** const rows = Scratch(v_rows, n);
   const float* q0 = p.q + row * p.q_stride + static_cast<int64_t>(kvh) * group * p.head_dim;
   for (int64_t j = 0; j < n; ++j) {
     if (f32 && j + kRowsAhead < n)  // an f32 Load is a pointer into the cache
       PrefetchRow(cache.Load(p.layer, s.block_table, first + j + kRowsAhead, k_off, p.head_dim, nullptr),
                   p.head_dim);
-    const float* k = cache.Load(p.layer, s.block_table, first + j, k_off, p.head_dim,
-                                k_scratch.data(), p.k_scale);
+    const float* k = cache.Load(p.layer, s.block_table, first + j, k_off, p.head_dim, k_buf,
+                                p.k_scale);
     for (int g = 0; g < group; ++g)
-      scores[g * n + j] = Dot(q0 + static_cast<int64_t>(g) * p.head_dim, k, p.head_dim) * p.scale;
+      sc[g * n + j] = Dot(q0 + static_cast<int64_t>(g) * p.head_dim, k, p.head_dim) * p.scale;
   }
-  for (int g = 0; g < group; ++g) Softmax(scores.data() + g * n, n);
+  for (int g = 0; g < group; ++g) Softmax(sc + g * n, n);
   for (int64_t j = 0; j < n; ++j) {
-    v_rows[j] = cache.Load(p.layer, s.block_table, first + j, v_off, p.v_head_dim,
-                           f32 ? nullptr : v_scratch.data() + j * p.v_head_dim, p.v_scale);
+    rows[j] = cache.Load(p.layer, s.block_table, first + j, v_off, p.v_head_dim,
+                         f32 ? nullptr : v_buf + j * p.v_head_dim, p.v_scale);
   }
   for (int g = 0; g < group; ++g) {
     const int h = kvh * group + g;
-    WeightedRowSum(scores.data() + g * n, v_rows.data(), n,
+    WeightedRowSum(sc + g * n, rows, n,
                    p.out + row * p.out_stride + static_cast<int64_t>(h) * p.v_head_dim, p.v_head_dim,
                    /*prefetch=*/f32 && g == 0);
   }

@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "core/scratch.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 
@@ -19,17 +20,13 @@ void GroupedExpertFfn(const ExpertFfnParams& p, ThreadPool& pool) {
           w.up.rows == w.gate.rows && w.down.cols == w.gate.rows);
     scratch[e + 1] = scratch[e] + (p.expert_offsets[e + 1] - p.expert_offsets[e]) * w.gate.rows;
   }
-  // Per-thread activation buffers reused across calls, grown to the largest
-  // step and never shrunk: fresh vectors of tens of MB per MoE layer (zero-filled
-  // and page-faulted each time) took ~10% of a 1024-token prefill.
+  // Per-thread activation buffers reused across calls (Scratch): fresh vectors
+  // of tens of MB per MoE layer (zero-filled and page-faulted each time) took
+  // ~10% of a 1024-token prefill.
   thread_local std::vector<float> gate, up;
-  if (gate.size() < static_cast<size_t>(scratch.back())) {
-    gate.resize(static_cast<size_t>(scratch.back()));
-    up.resize(gate.size());
-  }
   // Pointers, not the thread_local names: the lambdas below run on pool threads.
-  float* const g = gate.data();
-  float* const u = up.data();
+  float* const g = Scratch(gate, scratch.back());
+  float* const u = Scratch(up, scratch.back());
   std::vector<GemmProblem> problems;
   for (size_t e = 0; e < p.experts.size(); ++e) {
     const int64_t r0 = p.expert_offsets[e], n = p.expert_offsets[e + 1] - r0,

@@ -2,19 +2,11 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
 
+#include "core/scratch.h"
 #include "kernels/matmul.h"
 
 namespace moerack {
-
-// A thread's scratch of at least n elements: grows, never shrinks (a resize
-// down and back up would zero-fill the regrown part on every call).
-template <class T>
-T* Scratch(std::vector<T>& v, int64_t n) {
-  if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
-  return v.data();
-}
 
 // Whether this CPU has AVX512-BF16 (VDPBF16PS), checked once at run time.
 bool HasAvx512Bf16();
