@@ -79,8 +79,8 @@ HWY_INLINE void WeightedRowSum(const float* w, const float* const* rows, int64_t
 // next rows prefetched.
 void AttendToken(const AttentionParams& p, const KvCacheView& cache, const AttentionSeq& s,
                  int64_t token, int kvh) {
-  thread_local std::vector<float> scores, k_scratch, v_scratch;
-  thread_local std::vector<const float*> v_rows;
+  thread_local ScratchVector<float> scores, k_scratch, v_scratch;
+  thread_local ScratchVector<const float*> v_rows;
   const int group = p.num_heads / p.num_kv_heads;
   const int64_t row = s.first_row + token, pos = s.start_pos + token;
   const int64_t first = p.sliding_window > 0 ? std::max<int64_t>(0, pos - p.sliding_window + 1) : 0;

@@ -23,7 +23,7 @@ void GroupedExpertFfn(const ExpertFfnParams& p, ThreadPool& pool) {
   // Per-thread activation buffers reused across calls (Scratch): fresh vectors
   // of tens of MB per MoE layer (zero-filled and page-faulted each time) took
   // ~10% of a 1024-token prefill.
-  thread_local std::vector<float> gate, up;
+  thread_local ScratchVector<float> gate, up;
   // Pointers, not the thread_local names: the lambdas below run on pool threads.
   float* const g = Scratch(gate, scratch.back());
   float* const u = Scratch(up, scratch.back());

@@ -56,9 +56,7 @@ HWY_INLINE void Tile(const float* x, int64_t ldx, const WT* w, int64_t K, float*
   VF acc0[MR][NR], acc1[MR][NR];
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NR; ++j) acc0[i][j] = acc1[i][j] = hn::Zero(df);
-  int64_t k = 0;
-#pragma GCC unroll 4
-  for (; k + 2 * L <= K; k += 2 * L) {
+  auto step = [&](int64_t k) HWY_ATTR {  // 2L weights of each row
     VF w0[NR], w1[NR];
     for (int j = 0; j < NR; ++j) {
       if constexpr (kEvenOdd) {
@@ -78,7 +76,14 @@ HWY_INLINE void Tile(const float* x, int64_t ldx, const WT* w, int64_t K, float*
         acc1[i][j] = hn::MulAdd(x1, w1[j], acc1[i][j]);
       }
     }
+  };
+  // Four steps per iteration, written out (see kUnrolledSteps).
+  int64_t k = 0;
+  for (; k + kUnrolledSteps * 2 * L <= K; k += kUnrolledSteps * 2 * L) {
+#pragma GCC unroll 4
+    for (int u = 0; u < kUnrolledSteps; ++u) step(k + u * 2 * L);
   }
+  for (; k + 2 * L <= K; k += 2 * L) step(k);
   if (k + L <= K) {
     for (int j = 0; j < NR; ++j) {
       const VF wv = LoadW(df, w + j * K + k);
@@ -149,7 +154,7 @@ void DenseBlock(const float* x, int64_t ldx, const WT* w, int64_t K, float* y, i
   }
 }
 
-thread_local std::vector<float> tls_x;  // permuted or dequantized scratch of this thread
+thread_local ScratchVector<float> tls_x;  // permuted or dequantized scratch of this thread
 
 // x rows permuted to a decoder's lane order (FP4, FP8, bf16 even/odd): for chunk c, vector j, lane
 // i, xp[c*C + j*L + i] = x[c*C + G*i + j]; the tail past the last whole chunk
@@ -501,7 +506,7 @@ struct UnpackedRows {
   HWY_INLINE float VectorScale(int64_t n, int64_t c, int j) const { return dec.VectorScale(n, c, j); }
 };
 
-thread_local std::vector<uint32_t> tls_unpacked;
+thread_local ScratchVector<uint32_t> tls_unpacked;
 
 template <class Dec>
 void PackedBlock(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
@@ -627,7 +632,7 @@ Split ChooseSplit(const GemmProblem& p) {
 
 ActivationObserver* g_observer = nullptr;
 thread_local ActDType tls_act = ActDType::kF32;
-thread_local std::vector<float> tls_rounded;
+thread_local ScratchVector<float> tls_rounded;
 
 // The f32 kernel on x rounded to bf16 (CPUs or formats without the bf16 kernel).
 void RunRoundedBlock(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1,

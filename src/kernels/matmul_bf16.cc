@@ -45,7 +45,7 @@ bool HasAvx512Bf16() {
 
 namespace {
 
-thread_local std::vector<uint16_t> tls_xb;
+thread_local ScratchVector<uint16_t> tls_xb;
 
 // x rows rounded to bf16 (RNE), permuted for the FP4 chunks (or in order for
 // bf16 weights), 16 at a time by VCVTNEPS2BF16 (which reads f32 subnormals as
@@ -218,16 +218,20 @@ MR_TARGET_BF16 void Bf16Tile(const uint16_t* xb, int64_t K, const uint16_t* w, f
   __m512 acc[NR][MR];
   for (int r = 0; r < NR; ++r)
     for (int i = 0; i < MR; ++i) acc[r][i] = _mm512_setzero_ps();
-  int64_t k = 0;
-#pragma GCC unroll 4
-  for (; k + 32 <= K; k += 32) {
+  auto step = [&](int64_t k) MR_TARGET_BF16 {  // 32 weights of each row
     __m512bh wv[NR];
     for (int r = 0; r < NR; ++r) wv[r] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(w + r * K + k));
     for (int i = 0; i < MR; ++i) {
       const __m512bh xv = reinterpret_cast<__m512bh>(_mm512_loadu_si512(xb + i * K + k));
       for (int r = 0; r < NR; ++r) acc[r][i] = _mm512_dpbf16_ps(acc[r][i], xv, wv[r]);
     }
+  };
+  int64_t k = 0;
+  for (; k + kUnrolledSteps * 32 <= K; k += kUnrolledSteps * 32) {
+#pragma GCC unroll 4
+    for (int u = 0; u < kUnrolledSteps; ++u) step(k + u * 32);
   }
+  for (; k + 32 <= K; k += 32) step(k);
   for (int r = 0; r < NR; ++r) {
     for (int i = 0; i < MR; ++i) {
       float s = _mm512_reduce_add_ps(acc[r][i]);

@@ -10,6 +10,7 @@
 #include "core/dtype.h"
 #include "core/mapped_file.h"
 #include "core/npy.h"
+#include "core/scratch.h"
 #include "core/status.h"
 #include "core/thread_pool.h"
 
@@ -85,6 +86,21 @@ TEST(ThreadPoolTest, RunsEveryTaskOnce) {
     });
     for (int c : covered) EXPECT_EQ(c, 1);
   }
+}
+
+TEST(ScratchTest, StartsOnACacheLineGrowsAndNeverShrinks) {
+  ScratchVector<float> v;
+  for (int64_t n : {1, 3, 17, 1000, 5, 4099, 100000}) {
+    float* p = Scratch(v, n);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % kCacheLine, 0u) << n;
+    EXPECT_GE(v.size(), static_cast<size_t>(n));
+    p[n - 1] = 1.0f;  // writable to the last element asked for
+  }
+  const float* big = v.data();
+  EXPECT_EQ(Scratch(v, 10), big);  // smaller requests keep the buffer
+  EXPECT_EQ(v.size(), 100000u);
+  ScratchVector<uint16_t> h;
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(Scratch(h, 33)) % kCacheLine, 0u);
 }
 
 TEST(NpyTest, RoundTrip) {
