@@ -511,14 +511,12 @@ thread_local ScratchVector<uint32_t> tls_unpacked;
 template <class Dec>
 void PackedBlock(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   const int64_t K = p.w.cols, rows = m1 - m0;
-  const float* xp = p.x + m0 * p.x_stride;
-  int64_t ldx = p.x_stride;
-  if constexpr (!Dec::kNatural) {
-    float* permuted = Scratch(tls_x, rows * K);
-    PermuteRows<Dec::kG>(xp, ldx, rows, K, permuted);
-    xp = permuted;
-    ldx = K;
-  }
+  // x permuted to the decoder's lane order or, for natural-order decoders,
+  // copied as it is: either way onto aligned scratch (see core/scratch.h; FP8
+  // decode read the caller's rows, 16 bytes off a cache line).
+  float* xp = Scratch(tls_x, rows * K);
+  PermuteRows<Dec::kNatural ? 1 : Dec::kG>(p.x + m0 * p.x_stride, p.x_stride, rows, K, xp);
+  const int64_t ldx = K;
   const Dec dec(p.w);
   int64_t n = n0;
   // Prefill unpacks 4 weight rows at a time once for all its rows (unpacking
