@@ -168,8 +168,7 @@ MR_TARGET_BF16 void Fp4Tile(const uint16_t* xb, int64_t K, const LinearWeight& w
     __m512 scale[NR];
     for (int r = 0; r < NR; ++r) {
       const uint8_t* row = packed + r * K / 2;
-      // See kFp4PrefetchBytes in matmul.cc: 4 KB ahead, +25% decode on one thread.
-      _mm_prefetch(reinterpret_cast<const char*>(row + c * 64 + 4096), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(row + c * 64 + kPrefetchAheadBytes), _MM_HINT_T0);
       if (c % 8 == 0) {  // the scale stream, as far ahead (64 chunks)
         const bool nv = w.format == WeightFormat::kNvfp4;
         const int64_t per_chunk = nv ? 8 : 4, per_row = nv ? K / 16 : K / 32;
@@ -219,6 +218,8 @@ MR_TARGET_BF16 void Bf16Tile(const uint16_t* xb, int64_t K, const uint16_t* w, f
   for (int r = 0; r < NR; ++r)
     for (int i = 0; i < MR; ++i) acc[r][i] = _mm512_setzero_ps();
   auto step = [&](int64_t k) MR_TARGET_BF16 {  // 32 weights of each row
+    if constexpr (NR == 1)  // decode: one row streams (prefill tiles prefetch per group)
+      _mm_prefetch(reinterpret_cast<const char*>(w + k) + kPrefetchAheadBytes, _MM_HINT_T0);
     __m512bh wv[NR];
     for (int r = 0; r < NR; ++r) wv[r] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(w + r * K + k));
     for (int i = 0; i < MR; ++i) {
