@@ -694,6 +694,20 @@ void GroupedMatMul(std::span<const GemmProblem> problems, ThreadPool& pool) {
       }
     }
   }
+  // The last task of each thread splits in four, so that threads finish within
+  // a quarter block of each other (tasks are taken in order).
+  if (pool.num_threads() > 1) {
+    const size_t tail = std::min(tasks.size(), static_cast<size_t>(pool.num_threads()));
+    std::vector<Task> pieces;
+    for (size_t t = tasks.size() - tail; t < tasks.size(); ++t) {
+      const Task& task = tasks[t];
+      const int64_t step = std::max<int64_t>(4, (task.n1 - task.n0 + 15) / 16 * 4);
+      for (int64_t n = task.n0; n < task.n1; n += step)
+        pieces.push_back({task.problem, task.m0, task.m1, n, std::min(task.n1, n + step)});
+    }
+    tasks.resize(tasks.size() - tail);
+    tasks.insert(tasks.end(), pieces.begin(), pieces.end());
+  }
   auto* run = HWY_DYNAMIC_DISPATCH(RunBlock);
   const bool bf16 = tls_act == ActDType::kBF16;
   pool.ParallelFor(static_cast<int64_t>(tasks.size()), [&](int64_t t, int) {
