@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/huge_pages.h"
+#include "engine/sampler.h"
 #include "kernels/expert_ffn.h"
 #include "kernels/matmul.h"
 
@@ -207,6 +208,22 @@ BENCHMARK(BM_GroupedExpertFfn)
     ->Args({128, 1})
     ->Args({128, 2})
     ->UseRealTime();
+
+// One sampled token from a 32k-vocabulary row of logits (bench-moe's vocab;
+// uniform logits in [-5, 5]). args: top_k (0: all), top_p in percent.
+void BM_SampleToken(benchmark::State& state) {
+  std::vector<float> logits = RandomF32(32000, 5);
+  for (float& l : logits) l *= 5.0f;
+  SamplingParams p;
+  p.temperature = 1.0f;
+  p.top_k = static_cast<int>(state.range(0));
+  p.top_p = static_cast<float>(state.range(1)) / 100.0f;
+  std::mt19937_64 rng(1);
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(SampleToken(logits.data(), 32000, p, rng));
+  }
+}
+BENCHMARK(BM_SampleToken)->ArgNames({"top_k", "top_p"})->Args({0, 100})->Args({0, 90})->Args({40, 95});
 
 }  // namespace
 }  // namespace moerack

@@ -93,16 +93,9 @@ std::vector<SeqId> Engine::Step() {
     chunk.logits = c.samples ? SequenceChunk::Logits::kLast : SequenceChunk::Logits::kNone;
     input.batch.seqs.push_back(chunk);
   }
-  Timer timer;
+  Timer timer;  // the forward pass and the sampling of its tokens
   const StepOutput out = executor_.Execute(input);
-  const double dt = timer.Seconds();
   scheduler_.OnStepDone(plan);
-  const int64_t prefill = plan.num_prefill_tokens(), decode = plan.num_decode_tokens();
-  stats_.prefill_tokens += prefill;
-  stats_.decode_tokens += decode;
-  stats_.prefill_s += dt * static_cast<double>(prefill) / static_cast<double>(prefill + decode);
-  stats_.decode_s += dt * static_cast<double>(decode) / static_cast<double>(prefill + decode);
-  ++stats_.num_steps;
 
   size_t row = 0;
   for (const ScheduledChunk& c : plan.chunks) {
@@ -117,6 +110,13 @@ std::vector<SeqId> Engine::Step() {
       scheduler_.AppendToken(c.seq);
     }
   }
+  const double dt = timer.Seconds();
+  const int64_t prefill = plan.num_prefill_tokens(), decode = plan.num_decode_tokens();
+  stats_.prefill_tokens += prefill;
+  stats_.decode_tokens += decode;
+  stats_.prefill_s += dt * static_cast<double>(prefill) / static_cast<double>(prefill + decode);
+  stats_.decode_s += dt * static_cast<double>(decode) / static_cast<double>(prefill + decode);
+  ++stats_.num_steps;
   return finished;
 }
 
