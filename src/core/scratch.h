@@ -5,8 +5,8 @@
 // that on every call). Contents are left as they are; callers write before
 // they read. The alignment matters to the kernels that stream weights past a
 // row of x held here: with x 16 bytes off a line, every 64-byte load of x
-// touches two lines, and a bf16 decode streamed 28 instead of 38 GB/s
-// (BENCHMARKS.md).
+// touches two lines, and a standalone bf16 row loop streamed 32 instead of 38
+// GB/s (BENCHMARKS.md).
 #pragma once
 
 #include <cstddef>

@@ -27,6 +27,9 @@ int32_t SampleToken(const float* logits, int vocab_size, const SamplingParams& p
   if (params.temperature <= 0.0f) {
     return static_cast<int32_t>(std::max_element(logits, logits + vocab_size) - logits);
   }
+  // NaN logits rank last (as -inf); a row of nothing but -inf or NaN has no
+  // distribution to draw from: its lowest id.
+  auto logit = [&](int32_t i) { return std::isnan(logits[i]) ? -INFINITY : logits[i]; };
   thread_local std::vector<Candidate> all, nucleus;
   // Candidates in the order the draw scans them: by rank when top-k ranks
   // them, else by id (top-p then reorders).
@@ -38,7 +41,7 @@ int32_t SampleToken(const float* logits, int vocab_size, const SamplingParams& p
     // fail one comparison with it.
     const size_t k = static_cast<size_t>(params.top_k);
     for (int32_t i = 0; i < vocab_size; ++i) {
-      const Candidate c{logits[i], 0.0f, i};
+      const Candidate c{logit(i), 0.0f, i};
       if (all.size() < k) {
         all.push_back(c);
         std::push_heap(all.begin(), all.end(), Before);
@@ -52,12 +55,13 @@ int32_t SampleToken(const float* logits, int vocab_size, const SamplingParams& p
     ranked = true;
   } else {
     all.resize(static_cast<size_t>(vocab_size));
-    for (int32_t i = 0; i < vocab_size; ++i) all[i] = Candidate{logits[i], 0.0f, i};
+    for (int32_t i = 0; i < vocab_size; ++i) all[i] = Candidate{logit(i), 0.0f, i};
   }
   const float max_logit =
       std::max_element(cand->begin(), cand->end(), [](const Candidate& a, const Candidate& b) {
         return a.logit < b.logit;
       })->logit;
+  if (!(max_logit > -INFINITY)) return 0;
   const float inv_t = 1.0f / params.temperature;
   double total = 0;
   for (Candidate& c : *cand) {

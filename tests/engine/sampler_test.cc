@@ -121,6 +121,18 @@ TEST(SamplerTest, LargeVocabularyNucleusEqualsTheBruteForceOne) {
   }
 }
 
+TEST(SamplerTest, NonFiniteLogitsRankLast) {
+  const std::vector<float> logits = {NAN, -INFINITY, 1.0f, NAN, 0.0f};
+  const SamplingParams p = Params(1.0f, 0, 0.99f);
+  ExpectClose(Frequencies(logits, p, 50000, 9), Expected({-INFINITY, -INFINITY, 1.0f, -INFINITY, 0.0f}, p),
+              0.01);
+  ExpectClose(Frequencies(logits, Params(1.0f, 3), 20000, 10),
+              {{2, 1.0 / (1.0 + std::exp(-1.0))}, {4, 1.0 - 1.0 / (1.0 + std::exp(-1.0))}}, 0.01);
+  const std::vector<float> none = {NAN, -INFINITY};
+  std::mt19937_64 rng(1);
+  EXPECT_EQ(SampleToken(none.data(), 2, Params(1.0f, 0, 0.9f), rng), 0);
+}
+
 TEST(SamplerTest, SameSeedSameTokens) {
   std::vector<float> logits(1000);
   for (size_t i = 0; i < logits.size(); ++i) logits[i] = std::sin(static_cast<float>(i));
