@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/exp.h"
+
 namespace moerack {
 
 namespace {
@@ -18,115 +20,127 @@ bool Before(const Candidate& a, const Candidate& b) {
   return a.logit != b.logit ? a.logit > b.logit : a.id < b.id;
 }
 
+// NaN logits rank last, as -inf.
+float Logit(const float* logits, int32_t i) {
+  return std::isnan(logits[i]) ? -INFINITY : logits[i];
+}
+
+// Inverse-CDF draw from a 53-bit uniform over weights p(0) .. p(n - 1) summing
+// to total: reproducible across platforms.
+template <class P>
+size_t Draw(size_t n, double total, P p, std::mt19937_64& rng) {
+  const double u = static_cast<double>(rng() >> 11) * 0x1.0p-53 * total;
+  double cum = 0;
+  for (size_t i = 0; i < n; ++i) {
+    cum += p(i);
+    if (u < cum) return i;
+  }
+  return n - 1;
+}
+
+// The nucleus of cand (ranked or not): moves the most probable candidates, in
+// rank order, until their mass reaches target, to the front and returns their
+// count. Unranked, halves of the rank order are split off (nth_element) until
+// the boundary is among a few, which are sorted: O(n) expected, the nucleus
+// left unsorted in front (a fixed order for the draw).
+size_t Nucleus(std::vector<Candidate>& cand, bool ranked, double target) {
+  size_t lo = 0;      // [0, lo) are in the nucleus and outrank the rest
+  double before = 0;  // their mass
+  if (!ranked) {
+    size_t hi = cand.size();
+    while (hi - lo > 32) {
+      const auto first = cand.begin();
+      const size_t mid = lo + (hi - lo) / 2;
+      std::nth_element(first + lo, first + mid, first + hi, Before);
+      double upper = 0;
+      for (size_t i = lo; i < mid; ++i) upper += cand[i].p;
+      if (before + upper >= target) {
+        hi = mid;
+      } else {
+        before += upper;
+        lo = mid;
+      }
+    }
+    std::sort(cand.begin() + lo, cand.begin() + hi, Before);
+  }
+  double cum = before;
+  size_t n = lo;
+  while (n < cand.size()) {
+    cum += cand[n++].p;
+    if (cum >= target) break;
+  }
+  return std::max<size_t>(n, 1);
+}
+
 }  // namespace
 
-// Cost: O(vocab) expected, sorting only the top-k candidates or a few around
-// the nucleus boundary, never the whole vocabulary (BM_SampleToken).
+// Cost: O(vocab) expected: one vectorised exp per entry, and a sort of only the
+// top-k candidates or of a few around the nucleus boundary, never of the whole
+// vocabulary (BM_SampleToken).
 int32_t SampleToken(const float* logits, int vocab_size, const SamplingParams& params,
                     std::mt19937_64& rng) {
   if (params.temperature <= 0.0f) {
     return static_cast<int32_t>(std::max_element(logits, logits + vocab_size) - logits);
   }
-  // NaN logits rank last (as -inf); a row of nothing but -inf or NaN has no
-  // distribution to draw from: its lowest id.
-  auto logit = [&](int32_t i) { return std::isnan(logits[i]) ? -INFINITY : logits[i]; };
-  thread_local std::vector<Candidate> all, nucleus;
-  // Candidates in the order the draw scans them: by rank when top-k ranks
-  // them, else by id (top-p then reorders).
-  std::vector<Candidate>* cand = &all;
-  bool ranked = false;
-  all.clear();
+  const float inv_t = 1.0f / params.temperature;
+  thread_local std::vector<Candidate> cand;
+  cand.clear();
   if (params.top_k > 0 && params.top_k < vocab_size) {
     // A heap of the k best so far, its lowest-ranked in front: most logits
     // fail one comparison with it.
     const size_t k = static_cast<size_t>(params.top_k);
     for (int32_t i = 0; i < vocab_size; ++i) {
-      const Candidate c{logit(i), 0.0f, i};
-      if (all.size() < k) {
-        all.push_back(c);
-        std::push_heap(all.begin(), all.end(), Before);
-      } else if (Before(c, all.front())) {
-        std::pop_heap(all.begin(), all.end(), Before);
-        all.back() = c;
-        std::push_heap(all.begin(), all.end(), Before);
+      const Candidate c{Logit(logits, i), 0.0f, i};
+      if (cand.size() < k) {
+        cand.push_back(c);
+        std::push_heap(cand.begin(), cand.end(), Before);
+      } else if (Before(c, cand.front())) {
+        std::pop_heap(cand.begin(), cand.end(), Before);
+        cand.back() = c;
+        std::push_heap(cand.begin(), cand.end(), Before);
       }
     }
-    std::sort_heap(all.begin(), all.end(), Before);
-    ranked = true;
-  } else {
-    all.resize(static_cast<size_t>(vocab_size));
-    for (int32_t i = 0; i < vocab_size; ++i) all[i] = Candidate{logit(i), 0.0f, i};
+    std::sort_heap(cand.begin(), cand.end(), Before);
+    const float max_logit = cand.front().logit;
+    if (!(max_logit > -INFINITY)) return 0;  // no finite logit: no distribution
+    double total = 0;
+    for (Candidate& c : cand) total += c.p = std::exp((c.logit - max_logit) * inv_t);
+    size_t keep = cand.size();
+    if (params.top_p < 1.0f) {
+      keep = Nucleus(cand, true, static_cast<double>(params.top_p) * total);
+      total = 0;
+      for (size_t i = 0; i < keep; ++i) total += cand[i].p;
+    }
+    return cand[Draw(keep, total, [&](size_t i) { return cand[i].p; }, rng)].id;
   }
-  const float max_logit =
-      std::max_element(cand->begin(), cand->end(), [](const Candidate& a, const Candidate& b) {
-        return a.logit < b.logit;
-      })->logit;
+  // The whole vocabulary: weights in id order (NaN logits get 0).
+  float max_logit = -INFINITY;
+  for (int32_t i = 0; i < vocab_size; ++i) max_logit = std::max(max_logit, Logit(logits, i));
   if (!(max_logit > -INFINITY)) return 0;
-  const float inv_t = 1.0f / params.temperature;
-  double total = 0;
-  for (Candidate& c : *cand) {
-    c.p = std::exp((c.logit - max_logit) * inv_t);
-    total += c.p;
+  thread_local std::vector<float> p;
+  p.resize(static_cast<size_t>(vocab_size));
+  const double total = ScaledExpSum(logits, vocab_size, max_logit, inv_t, p.data());
+  if (params.top_p >= 1.0f) {
+    return static_cast<int32_t>(Draw(p.size(), total, [&](size_t i) { return p[i]; }, rng));
   }
-  size_t keep = cand->size();
-  if (params.top_p < 1.0f) {
-    // The nucleus: the most probable candidates, in rank order, until their
-    // mass reaches top_p of the total.
-    const double target = static_cast<double>(params.top_p) * total;
-    size_t lo = 0;      // candidates [0, lo) are in the nucleus and outrank the rest
-    double before = 0;  // their mass
-    if (!ranked) {
-      // Only candidates with p >= t can be in it, t lowered until they hold
-      // the mass (every candidate left out is less probable than all of them);
-      // then halves of their rank order are split off (nth_element) until the
-      // boundary is within a few, which are sorted. O(vocab) expected; the
-      // nucleus stays unsorted in front, a fixed order for the draw.
-      for (float t = 0.0625f;; t = t > 1e-30f ? t * 0.0625f : 0.0f) {
-        nucleus.clear();
-        double mass = 0;
-        for (const Candidate& c : all) {
-          if (c.p >= t) {
-            nucleus.push_back(c);
-            mass += c.p;
-          }
-        }
-        if (mass >= target || t == 0.0f) break;
+  // Top-p: only entries with p >= t can be in the nucleus, t lowered until they
+  // hold the mass (every entry left out is less probable than all of them).
+  const double target = static_cast<double>(params.top_p) * total;
+  for (float t = 0.0625f;; t = t > 1e-30f ? t * 0.0625f : 0.0f) {
+    cand.clear();
+    double mass = 0;
+    for (int32_t i = 0; i < vocab_size; ++i) {
+      if (p[i] >= t && p[i] > 0.0f) {
+        cand.push_back(Candidate{logits[i], p[i], i});
+        mass += p[i];
       }
-      cand = &nucleus;
-      size_t hi = nucleus.size();
-      while (hi - lo > 32) {
-        const auto first = nucleus.begin();
-        const size_t mid = lo + (hi - lo) / 2;
-        std::nth_element(first + lo, first + mid, first + hi, Before);
-        double upper = 0;
-        for (size_t i = lo; i < mid; ++i) upper += nucleus[i].p;
-        if (before + upper >= target) {
-          hi = mid;
-        } else {
-          before += upper;
-          lo = mid;
-        }
-      }
-      std::sort(nucleus.begin() + lo, nucleus.begin() + hi, Before);
     }
-    double cum = before;
-    size_t n = lo;
-    while (n < cand->size()) {
-      cum += (*cand)[n++].p;
-      if (cum >= target) break;
-    }
-    keep = n;
-    total = 0;
-    for (size_t i = 0; i < keep; ++i) total += (*cand)[i].p;
+    if (mass >= target || t == 0.0f) break;
   }
-  // Inverse-CDF draw from a 53-bit uniform: reproducible across platforms.
-  const double u = static_cast<double>(rng() >> 11) * 0x1.0p-53 * total;
-  double cum = 0;
-  for (size_t i = 0; i < keep; ++i) {
-    cum += (*cand)[i].p;
-    if (u < cum) return (*cand)[i].id;
-  }
-  return (*cand)[keep - 1].id;
+  const size_t keep = Nucleus(cand, false, target);
+  double mass = 0;
+  for (size_t i = 0; i < keep; ++i) mass += cand[i].p;
+  return cand[Draw(keep, mass, [&](size_t i) { return cand[i].p; }, rng)].id;
 }
 
 }  // namespace moerack

@@ -1,0 +1,51 @@
+#include "kernels/exp.h"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/exp.cc"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/contrib/math/math-inl.h>
+#include <hwy/highway.h>
+
+HWY_BEFORE_NAMESPACE();
+namespace moerack {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+double ScaledExpSumImpl(const float* x, int64_t n, float shift, float scale, float* out) {
+  const hn::ScalableTag<float> df;
+  const int64_t L = static_cast<int64_t>(hn::Lanes(df));
+  const auto vs = hn::Set(df, shift), vm = hn::Set(df, scale);
+  HWY_ALIGN float lanes[hn::MaxLanes(df)];
+  double total = 0;
+  int64_t i = 0;
+  while (i + L <= n) {  // blocks of up to 32 vectors summed in f32 lanes, then in double
+    auto sum = hn::Zero(df);
+    for (int v = 0; v < 32 && i + L <= n; ++v, i += L) {
+      const auto e = hn::Exp(df, hn::Mul(hn::Sub(hn::LoadU(df, x + i), vs), vm));
+      hn::StoreU(e, df, out + i);
+      sum = hn::Add(sum, e);
+    }
+    hn::Store(sum, df, lanes);
+    for (int64_t j = 0; j < L; ++j) total += lanes[j];
+  }
+  if (i < n) {  // the tail through one vector, padded with exp(0)s left out of the sum
+    HWY_ALIGN float in[hn::MaxLanes(df)];
+    for (int64_t j = 0; j < L; ++j) in[j] = i + j < n ? x[i + j] : shift;
+    hn::Store(hn::Exp(df, hn::Mul(hn::Sub(hn::Load(df, in), vs), vm)), df, lanes);
+    for (int64_t j = 0; i + j < n; ++j) total += out[i + j] = lanes[j];
+  }
+  return total;
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace moerack
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace moerack {
+HWY_EXPORT(ScaledExpSumImpl);
+double ScaledExpSum(const float* x, int64_t n, float shift, float scale, float* out) {
+  return HWY_DYNAMIC_DISPATCH(ScaledExpSumImpl)(x, n, shift, scale, out);
+}
+}  // namespace moerack
+#endif
