@@ -360,6 +360,18 @@ struct Fp8Decoder {
   HWY_INLINE VF Get(const Chunk& ch, int j) const {
     const DF df;
     const hn::Rebind<uint8_t, DF> du8;
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+    // Vectors j and j ^ 1 take their integer steps together on 32 words (the
+    // caller asks for both in turn; the compiler shares them): 28 instead of
+    // 40 instructions per 128 weights.
+    const __m512i u = _mm512_slli_epi16(
+        _mm512_cvtepu8_epi16(_mm256_loadu_si256(
+            reinterpret_cast<const __m256i*>(ch.bytes + (j & ~1) * L))),
+        8);
+    const __m512i h =
+        _mm512_and_si512(_mm512_srai_epi16(u, 1), _mm512_set1_epi16(static_cast<int16_t>(0xBF80)));
+    return VF{_mm512_cvtph_ps(j & 1 ? _mm512_extracti64x4_epi64(h, 1) : _mm512_castsi512_si256(h))};
+#else
     const hn::Rebind<uint16_t, DF> du16;
     const hn::Rebind<int16_t, DF> di16;
     const hn::Rebind<hwy::float16_t, DF> df16;
@@ -367,6 +379,7 @@ struct Fp8Decoder {
     const auto h = hn::And(hn::ShiftRight<1>(hn::BitCast(di16, u)),
                            hn::Set(di16, static_cast<int16_t>(0xBF80)));
     return hn::PromoteTo(df, hn::BitCast(df16, h));
+#endif
   }
   // For chunks that straddle scale blocks: the scale of vector j.
   HWY_INLINE float VectorScale(int64_t n, int64_t c, int j) const {
