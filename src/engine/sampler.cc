@@ -72,6 +72,13 @@ size_t Nucleus(std::vector<Candidate>& cand, bool ranked, double target) {
   return std::max<size_t>(n, 1);
 }
 
+// A draw from the first n candidates, in their order.
+int32_t DrawCandidate(const std::vector<Candidate>& cand, size_t n, std::mt19937_64& rng) {
+  double mass = 0;
+  for (size_t i = 0; i < n; ++i) mass += cand[i].p;
+  return cand[Draw(n, mass, [&](size_t i) { return cand[i].p; }, rng)].id;
+}
+
 }  // namespace
 
 // Cost: O(vocab) expected: one vectorised exp per entry, and a sort of only the
@@ -105,13 +112,10 @@ int32_t SampleToken(const float* logits, int vocab_size, const SamplingParams& p
     if (!(max_logit > -INFINITY)) return 0;  // no finite logit: no distribution
     double total = 0;
     for (Candidate& c : cand) total += c.p = std::exp((c.logit - max_logit) * inv_t);
-    size_t keep = cand.size();
-    if (params.top_p < 1.0f) {
-      keep = Nucleus(cand, true, static_cast<double>(params.top_p) * total);
-      total = 0;
-      for (size_t i = 0; i < keep; ++i) total += cand[i].p;
-    }
-    return cand[Draw(keep, total, [&](size_t i) { return cand[i].p; }, rng)].id;
+    const size_t keep = params.top_p < 1.0f
+                            ? Nucleus(cand, true, static_cast<double>(params.top_p) * total)
+                            : cand.size();
+    return DrawCandidate(cand, keep, rng);
   }
   // The whole vocabulary: weights in id order (NaN logits get 0).
   float max_logit = -INFINITY;
@@ -137,10 +141,7 @@ int32_t SampleToken(const float* logits, int vocab_size, const SamplingParams& p
     }
     if (mass >= target || t == 0.0f) break;
   }
-  const size_t keep = Nucleus(cand, false, target);
-  double mass = 0;
-  for (size_t i = 0; i < keep; ++i) mass += cand[i].p;
-  return cand[Draw(keep, mass, [&](size_t i) { return cand[i].p; }, rng)].id;
+  return DrawCandidate(cand, Nucleus(cand, false, target), rng);
 }
 
 }  // namespace moerack

@@ -128,12 +128,12 @@ size_t AlignmentSlack(const std::string& path) {
 
 // Moves the tensors of a huge-page copy (`base`, file data at `data_offset`)
 // to 64-byte boundaries in file order; returns each entry's new offset from
-// base, or nothing (and moves nothing) if they would not fit in `capacity`. Files place tensors wherever their writer did, and a 64-byte load of
-// packed weights that straddles two cache lines made NVFP4 decode ~40% slower
-// (BENCHMARKS.md). A tensor only moves towards the end, so moving the last one
-// first never overwrites one not yet moved.
-std::optional<std::vector<size_t>> AlignTensors(uint8_t* base, size_t data_offset,
-                                                size_t capacity,
+// base, or nothing (and moves nothing) if they would not fit in `capacity`.
+// Files place tensors wherever their writer did, and 64-byte loads of packed
+// weights that straddle two cache lines slowed NVFP4 decode by a third or more
+// (BENCHMARKS.md, "Tensor alignment"). A tensor only moves towards the end, so
+// moving the last one first never overwrites one not yet moved.
+std::optional<std::vector<size_t>> AlignTensors(uint8_t* base, size_t data_offset, size_t capacity,
                                                 const std::vector<SafetensorsEntry>& entries) {
   std::vector<size_t> order(entries.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
@@ -302,10 +302,9 @@ Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite
     }
   }
   // Tensors whose size is a multiple of 64 bytes first, then the rest, and the
-  // header padded so the data starts 64 bytes into a line: every such tensor
-  // (all weights and block scales of usual shapes) starts on a cache line. A
-  // 64-byte load of packed weights that straddles two lines made NVFP4 decode
-  // ~30% slower (BENCHMARKS.md). The format allows no gaps between tensors.
+  // header padded so the data starts on a 64-byte boundary: every such tensor
+  // (all weights and block scales of usual shapes) starts on a cache line (see
+  // AlignTensors for why). The format allows no gaps between tensors.
   std::stable_partition(order.begin(), order.end(),
                         [](const TensorToWrite* t) { return t->bytes.size() % 64 == 0; });
   json header = json::object();

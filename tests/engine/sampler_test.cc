@@ -124,8 +124,8 @@ TEST(SamplerTest, LargeVocabularyNucleusEqualsTheBruteForceOne) {
 TEST(SamplerTest, NonFiniteLogitsRankLast) {
   const std::vector<float> logits = {NAN, -INFINITY, 1.0f, NAN, 0.0f};
   const SamplingParams p = Params(1.0f, 0, 0.99f);
-  ExpectClose(Frequencies(logits, p, 50000, 9), Expected({-INFINITY, -INFINITY, 1.0f, -INFINITY, 0.0f}, p),
-              0.01);
+  ExpectClose(Frequencies(logits, p, 50000, 9),
+              Expected({-INFINITY, -INFINITY, 1.0f, -INFINITY, 0.0f}, p), 0.01);
   ExpectClose(Frequencies(logits, Params(1.0f, 3), 20000, 10),
               {{2, 1.0 / (1.0 + std::exp(-1.0))}, {4, 1.0 - 1.0 / (1.0 + std::exp(-1.0))}}, 0.01);
   const std::vector<float> none = {NAN, -INFINITY};
@@ -139,7 +139,8 @@ TEST(SamplerTest, SameSeedSameTokens) {
   auto draw = [&](uint64_t seed) {
     std::mt19937_64 rng(seed);
     std::vector<int32_t> out;
-    for (int i = 0; i < 50; ++i) out.push_back(SampleToken(logits.data(), 1000, Params(0.8f, 0, 0.9f), rng));
+    for (int i = 0; i < 50; ++i)
+      out.push_back(SampleToken(logits.data(), 1000, Params(0.8f, 0, 0.9f), rng));
     return out;
   };
   EXPECT_EQ(draw(42), draw(42));
