@@ -19,7 +19,17 @@
 namespace moerack {
 namespace {
 
-enum class Kind { kBf16, kFp8Block, kFp8Tensor, kFp8Channel, kFp8OddBlock, kNvfp4, kNvfp4Ct, kMxfp4 };
+enum class Kind {
+  kBf16,
+  kFp8Block,
+  kFp8Tensor,
+  kFp8Channel,
+  kFp8OddBlock,
+  kFp8SmallBlock,
+  kNvfp4,
+  kNvfp4Ct,
+  kMxfp4
+};
 
 const char* KindName(Kind k) {
   switch (k) {
@@ -33,6 +43,8 @@ const char* KindName(Kind k) {
       return "Fp8Channel";
     case Kind::kFp8OddBlock:
       return "Fp8OddBlock";
+    case Kind::kFp8SmallBlock:
+      return "Fp8SmallBlock";
     case Kind::kNvfp4:
       return "Nvfp4";
     case Kind::kNvfp4Ct:
@@ -88,6 +100,10 @@ OwnedWeight RandomWeight(Kind kind, int64_t n, int64_t k, std::mt19937& rng) {
       case Kind::kFp8Channel:
         w.block_n = 1;
         w.block_k = k;
+        break;
+      case Kind::kFp8SmallBlock:  // powers of two under a SIMD chunk (block indices by shifts)
+        w.block_n = 2;
+        w.block_k = 32;
         break;
       default:  // blocks that straddle the SIMD chunks: a multiple of the vector width
                 // (per-vector scales inside a chunk) and, for odd K, one that is not (the
@@ -249,7 +265,8 @@ TEST_P(QuantMatMulTest, ExpertFfnMatchesDequantizedWeights) {
 
 INSTANTIATE_TEST_SUITE_P(Formats, QuantMatMulTest,
                          ::testing::Values(Kind::kBf16, Kind::kFp8Block, Kind::kFp8Tensor, Kind::kFp8Channel,
-                                           Kind::kFp8OddBlock, Kind::kNvfp4, Kind::kNvfp4Ct,
+                                           Kind::kFp8OddBlock, Kind::kFp8SmallBlock, Kind::kNvfp4,
+                                           Kind::kNvfp4Ct,
                                            Kind::kMxfp4),
                          [](const auto& info) { return std::string(KindName(info.param)); });
 
