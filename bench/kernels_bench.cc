@@ -1,15 +1,19 @@
-// Google Benchmark for the matmul and the grouped expert GEMM, on the shapes of
-// the shared benchmark model (../shared/bench/bench-moe.json: hidden 2048,
-// expert FFN 768, 64 experts, top-8). Bytes/s counts weight bytes read.
+// Google Benchmark for the matmul, the grouped expert GEMM and paged attention,
+// on the shapes of the shared benchmark model (../shared/bench/bench-moe.json:
+// hidden 2048, expert FFN 768, 64 experts, top-8; 32 query heads over 4 kv
+// heads of 128). Bytes/s counts weight bytes (attention: KV cache bytes) read.
 //   build/moerack_bench --benchmark_filter=. [--benchmark_min_time=1]
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
+#include <numeric>
 #include <random>
 #include <vector>
 
 #include "core/huge_pages.h"
+#include "engine/kv_cache.h"
 #include "engine/sampler.h"
+#include "kernels/attention.h"
 #include "kernels/expert_ffn.h"
 #include "kernels/matmul.h"
 
@@ -207,6 +211,54 @@ BENCHMARK(BM_GroupedExpertFfn)
     ->Args({8, 2})
     ->Args({128, 1})
     ->Args({128, 2})
+    ->UseRealTime();
+
+// bench-moe's attention (32 query heads, 4 kv heads, head dim 128) for one
+// sequence: `tokens` query tokens (1: a decode step; more: a prefill chunk)
+// ending at position `context` - 1, over a paged cache of 16-token blocks in a
+// scrambled order. args: context, tokens, threads, fp8 (0: f32 cache, 1: FP8).
+void BM_PagedAttention(benchmark::State& state) {
+  const int64_t context = state.range(0), tokens = state.range(1);
+  const bool fp8 = state.range(3) != 0;
+  ThreadPool pool(static_cast<int>(state.range(2)));
+  const int heads = 32, kv_heads = 4, dim = 128, block = 16;
+  const int64_t per_token = 2 * kv_heads * dim, blocks = (context + block - 1) / block;
+  KvCache kv(1, blocks, block, per_token, fp8 ? DType::kFP8E4M3 : DType::kF32);
+  std::vector<int32_t> table(static_cast<size_t>(blocks));
+  for (int64_t b = 0; b < blocks; ++b) table[static_cast<size_t>(b)] = static_cast<int32_t>((b * 7) % blocks);
+  if (blocks % 7 == 0) std::iota(table.begin(), table.end(), 0);
+  const auto slot = RandomF32(per_token, 6);
+  for (int64_t pos = 0; pos < context; ++pos)
+    kv.view().Store(0, table, pos, 0, slot.data(), per_token);  // content does not change the cost
+  const auto q = RandomF32(tokens * heads * dim, 7);
+  std::vector<float> out(static_cast<size_t>(tokens * heads * dim));
+  AttentionParams p;
+  p.q = q.data();
+  p.q_stride = heads * dim;
+  p.out = out.data();
+  p.out_stride = heads * dim;
+  p.num_heads = heads;
+  p.num_kv_heads = kv_heads;
+  p.head_dim = p.v_head_dim = dim;
+  p.v_offset = kv_heads * dim;
+  p.scale = 0.088f;
+  const AttentionSeq seq{0, tokens, context - tokens, table};
+  for (auto _ : state) {
+    PagedAttention(p, {&seq, 1}, kv.view(), pool);
+    benchmark::DoNotOptimize(out.data());
+  }
+  // Keys seen summed over the query tokens; q.k and the weighted sum of V are
+  // 2 * dim FLOPs each per query head and key.
+  const double keys = static_cast<double>(tokens) * (context - tokens) + tokens * (tokens + 1) / 2.0;
+  state.SetBytesProcessed(state.iterations() * context * per_token * (fp8 ? 1 : 4));
+  state.counters["GFLOPS"] = benchmark::Counter(
+      static_cast<double>(state.iterations()) * keys * heads * 4 * dim / 1e9,
+      benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_PagedAttention)
+    ->ArgNames({"context", "tokens", "threads", "fp8"})
+    ->ArgsProduct({{512, 4096}, {1}, {1, 2}, {0, 1}})
+    ->ArgsProduct({{2048}, {256}, {1, 2}, {0, 1}})
     ->UseRealTime();
 
 // One sampled token from a 32k-vocabulary row of logits (bench-moe's vocab;

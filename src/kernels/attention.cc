@@ -2,8 +2,8 @@
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/attention.cc"
-#include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/cache_control.h>
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
 #include <algorithm>
@@ -12,7 +12,8 @@
 
 #include "core/check.h"
 #include "core/scratch.h"
-#include "kernels/ops.h"
+#include "kernels/exp.h"
+#include "kernels/fp8-inl.h"
 #include "quant/fp8.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -20,99 +21,266 @@ namespace moerack {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-HWY_INLINE float Dot(const float* a, const float* b, int64_t n) {
-  const hn::ScalableTag<float> df;
-  const int64_t L = static_cast<int64_t>(hn::Lanes(df));
-  auto acc = hn::Zero(df);
-  int64_t i = 0;
-  for (; i + L <= n; i += L) acc = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), acc);
-  float s = hn::GetLane(hn::SumOfLanes(df, acc));
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+
+// The lane sums of four vectors into sums[0..3] (unaligned). Every vector's lanes are
+// added in the same fixed tree, so a sum does not depend on which slot it took:
+// halving (lower half + upper half) down to 4 lanes, then a 4 x 4 transpose
+// adding lanes 0+2 and 1+3, then the two.
+#if HWY_TARGET == HWY_SCALAR
+HWY_INLINE void LaneSums4(VF a, VF b, VF c, VF d, float* sums) {
+  sums[0] = hn::GetLane(a), sums[1] = hn::GetLane(b), sums[2] = hn::GetLane(c),
+  sums[3] = hn::GetLane(d);
+}
+#else
+template <class D>
+HWY_INLINE hn::Vec<hn::Full128<float> > FoldTo4(D d, hn::Vec<D> v) {
+  if constexpr (hn::MaxLanes(d) == 4) {
+    return v;
+  } else {
+    const hn::Half<D> dh;
+    return FoldTo4(dh, hn::Add(hn::LowerHalf(dh, v), hn::UpperHalf(dh, v)));
+  }
 }
 
-// Key and value rows of successive tokens lie a token slot apart (every kv
-// head's K and V of the layer in between): the rows this many tokens ahead are
-// prefetched.
-constexpr int64_t kRowsAhead = 2;
+HWY_INLINE void LaneSums4(VF a, VF b, VF c, VF d, float* sums) {
+  const DF df;
+  const hn::Full128<float> d4;
+  const hn::Full128<uint64_t> d64;
+  const auto a4 = FoldTo4(df, a), b4 = FoldTo4(df, b), c4 = FoldTo4(df, c), e4 = FoldTo4(df, d);
+  // [a0+a2, b0+b2, a1+a3, b1+b3] and the same for c, d; then pairs of 64 bits.
+  const auto ab = hn::Add(hn::InterleaveLower(d4, a4, b4), hn::InterleaveUpper(d4, a4, b4));
+  const auto cd = hn::Add(hn::InterleaveLower(d4, c4, e4), hn::InterleaveUpper(d4, c4, e4));
+  const auto lo = hn::InterleaveLower(d64, hn::BitCast(d64, ab), hn::BitCast(d64, cd));
+  const auto hi = hn::InterleaveUpper(d64, hn::BitCast(d64, ab), hn::BitCast(d64, cd));
+  hn::StoreU(hn::Add(hn::BitCast(d4, lo), hn::BitCast(d4, hi)), d4, sums);
+}
+#endif
+
+// out[r * out_stride + k] = scale * (q[r] . key[k]) for kR query rows and 4
+// keys of `dim` floats: per-lane FMA chains over whole vectors (one key load
+// serves kR rows, one query load 4 keys), the lanes summed by LaneSums4, then
+// the elements past the last whole vector added in order. A dot product's
+// value depends only on its two rows, never on the rows or keys beside it.
+template <int kR>
+HWY_NOINLINE void Dots(const float* const* q, const float* const* key, int64_t dim, float scale,
+                       float* out, int64_t out_stride) {
+  const DF df;
+  const int64_t L = static_cast<int64_t>(hn::Lanes(df));
+  VF acc[kR][4];
+  for (int r = 0; r < kR; ++r)
+    for (int k = 0; k < 4; ++k) acc[r][k] = hn::Zero(df);
+  int64_t i = 0;
+  for (; i + L <= dim; i += L) {
+    VF kv[4];
+    for (int k = 0; k < 4; ++k) kv[k] = hn::LoadU(df, key[k] + i);
+    for (int r = 0; r < kR; ++r) {
+      const VF qv = hn::LoadU(df, q[r] + i);
+      for (int k = 0; k < 4; ++k) acc[r][k] = hn::MulAdd(qv, kv[k], acc[r][k]);
+    }
+  }
+  for (int r = 0; r < kR; ++r) {
+    float* o = out + r * out_stride;
+    LaneSums4(acc[r][0], acc[r][1], acc[r][2], acc[r][3], o);
+    for (int k = 0; k < 4; ++k) {
+      for (int64_t t = i; t < dim; ++t) o[k] = std::fma(q[r][t], key[k][t], o[k]);
+      o[k] *= scale;
+    }
+  }
+}
 
 // Prefetches the `n` floats at `p` (one key or value row) into L1.
 HWY_INLINE void PrefetchRow(const float* p, int64_t n) {
   for (int64_t i = 0; i < n; i += 16) hwy::Prefetch(p + i);
 }
 
-// out[i] = sum over j of w[j] * rows[j][i] for i < n, each element a chain of
-// MulAdds in j order from zero, kept in registers 8 vectors at a time (an Axpy
-// per row stored and reloaded `out` for every row). `prefetch`: fetch rows
-// kRowsAhead ahead (the first pass, over rows not yet cached).
-HWY_INLINE void WeightedRowSum(const float* w, const float* const* rows, int64_t count, float* out,
-                               int64_t n, bool prefetch) {
-  const hn::ScalableTag<float> df;
+// out[r][i] (+)= sum over j of w[r * w_stride + j] * rows[j][i] for kR weight
+// rows: each element a chain of MulAdds in j order, from zero, or from out's
+// value when `accumulate` (a partial sum over earlier keys; storing and
+// reloading it leaves the chain exact). kR x kV accumulators stay in
+// registers while the value rows stream past once.
+// `ahead`: rows to prefetch (`ahead_dim` floats each), one per row j < ahead_count.
+struct Ahead {
+  const float* const* rows = nullptr;
+  int64_t count = 0, dim = 0;
+};
+
+template <int kR, int kV>
+HWY_INLINE void WeightedSumsBlock(const float* w, int64_t w_stride, const float* const* rows,
+                                  int64_t count, float* const* out, int64_t i, bool accumulate,
+                                  Ahead ahead) {
+  const DF df;
   const int64_t L = static_cast<int64_t>(hn::Lanes(df));
-  constexpr int kV = 8;
-  int64_t i = 0;
-  for (; i + kV * L <= n; i += kV * L) {
-    hn::Vec<decltype(df)> acc[kV];
-    for (int u = 0; u < kV; ++u) acc[u] = hn::Zero(df);
-    for (int64_t j = 0; j < count; ++j) {
-      if (prefetch && j + kRowsAhead < count) PrefetchRow(rows[j + kRowsAhead] + i, kV * L);
-      const auto wj = hn::Set(df, w[j]);
-      for (int u = 0; u < kV; ++u) acc[u] = hn::MulAdd(wj, hn::LoadU(df, rows[j] + i + u * L), acc[u]);
+  VF acc[kR][kV];
+  for (int r = 0; r < kR; ++r)
+    for (int u = 0; u < kV; ++u)
+      acc[r][u] = accumulate ? hn::LoadU(df, out[r] + i + u * L) : hn::Zero(df);
+  for (int64_t j = 0; j < count; ++j) {
+    if (j < ahead.count) PrefetchRow(ahead.rows[j], ahead.dim);
+    VF v[kV];
+    for (int u = 0; u < kV; ++u) v[u] = hn::LoadU(df, rows[j] + i + u * L);
+    for (int r = 0; r < kR; ++r) {
+      const VF wj = hn::Set(df, w[r * w_stride + j]);
+      for (int u = 0; u < kV; ++u) acc[r][u] = hn::MulAdd(wj, v[u], acc[r][u]);
     }
-    for (int u = 0; u < kV; ++u) hn::StoreU(acc[u], df, out + i + u * L);
   }
-  for (; i + L <= n; i += L) {
-    auto acc = hn::Zero(df);
-    for (int64_t j = 0; j < count; ++j) acc = hn::MulAdd(hn::Set(df, w[j]), hn::LoadU(df, rows[j] + i), acc);
-    hn::StoreU(acc, df, out + i);
-  }
+  for (int r = 0; r < kR; ++r)
+    for (int u = 0; u < kV; ++u) hn::StoreU(acc[r][u], df, out[r] + i + u * L);
+}
+
+template <int kR>
+HWY_NOINLINE void WeightedSums(const float* w, int64_t w_stride, const float* const* rows,
+                               int64_t count, float* const* out, int64_t n, bool accumulate,
+                               Ahead ahead) {
+  const DF df;
+  const int64_t L = static_cast<int64_t>(hn::Lanes(df));
+  constexpr int kV = kR <= 2 ? 8 : 4;
+  int64_t i = 0;
+  for (; i + kV * L <= n; i += kV * L)
+    WeightedSumsBlock<kR, kV>(w, w_stride, rows, count, out, i, accumulate,
+                              i == 0 ? ahead : Ahead());
+  for (; i + L <= n; i += L)
+    WeightedSumsBlock<kR, 1>(w, w_stride, rows, count, out, i, accumulate,
+                             i == 0 ? ahead : Ahead());
   for (; i < n; ++i) {
-    float acc = 0.0f;
-    for (int64_t j = 0; j < count; ++j) acc = std::fma(w[j], rows[j][i], acc);
-    out[i] = acc;
+    for (int r = 0; r < kR; ++r) {
+      float acc = accumulate ? out[r][i] : 0.0f;
+      for (int64_t j = 0; j < count; ++j) acc = std::fma(w[r * w_stride + j], rows[j][i], acc);
+      out[r][i] = acc;
+    }
   }
 }
 
-// The heads of kv head `kvh`'s query group for one query token. The keys and
-// values of the kv head are read once for the whole group; an FP8 cache is
-// decoded once per token into scratch rows; an f32 cache is read in place, its
-// next rows prefetched.
-void AttendToken(const AttentionParams& p, const KvCacheView& cache, const AttentionSeq& s,
-                 int64_t token, int kvh) {
+// n FP8 codes times `scale` into dst, the same values as KvCacheView::Load.
+HWY_INLINE void DecodeRow(const uint8_t* src, int64_t n, float scale, float* dst) {
+  const DF df;
+  const int64_t L = static_cast<int64_t>(hn::Lanes(df));
+  const VF vs = hn::Set(df, scale);
+  int64_t i = 0;
+  for (; i + L <= n; i += L) hn::StoreU(hn::Mul(DecodeFp8E4M3(df, src + i), vs), df, dst + i);
+  for (; i < n; ++i) dst[i] = Fp8E4M3ToF32(src[i]) * scale;
+}
+
+// Row pointers of cache rows first .. first+n-1 at `offset` (`dim` floats): into
+// the cache for an f32 cache, else decoded into `buf` (n x dim).
+void RowPointers(const AttentionParams& p, const KvCacheView& cache, const AttentionSeq& s,
+                 int64_t first, int64_t n, int64_t offset, int64_t dim, float scale, float* buf,
+                 const float** rows) {
+  for (int64_t j = 0; j < n;) {  // a block's slots lie a token slot apart
+    int64_t at = cache.SlotIndex(p.layer, s.block_table, first + j) + offset;
+    for (int64_t slot = (first + j) % cache.block_size; slot < cache.block_size && j < n;
+         ++slot, ++j, at += cache.floats_per_token) {
+      if (cache.dtype == DType::kF32) {
+        rows[j] = static_cast<const float*>(cache.base) + at;
+      } else {
+        DecodeRow(static_cast<const uint8_t*>(cache.base) + at, dim, scale, buf + j * dim);
+        rows[j] = buf + j * dim;
+      }
+    }
+  }
+}
+
+// Dots and WeightedSums by the number of query rows, 1 to 4.
+constexpr decltype(&Dots<1>) kDots[] = {Dots<1>, Dots<2>, Dots<3>, Dots<4>};
+constexpr decltype(&WeightedSums<1>) kWeightedSums[] = {WeightedSums<1>, WeightedSums<2>,
+                                                        WeightedSums<3>, WeightedSums<4>};
+
+// Keys (then values) are swept in chunks this long: a chunk's rows, 16 KB at
+// head dim 128, stay in L1 while every query row of the tile uses them, and
+// the next chunk's rows (a token slot apart, out of the hardware prefetcher's
+// reach) are fetched meanwhile.
+constexpr int64_t kKeyChunk = 32;
+
+// Prefetches rows [a, b) of `rows` (`dim` floats each) within [0, n).
+HWY_INLINE void PrefetchRows(const float* const* rows, int64_t a, int64_t b, int64_t n,
+                             int64_t dim) {
+  for (int64_t j = a; j < std::min(b, n); ++j) PrefetchRow(rows[j], dim);
+}
+
+// Query tokens t0 .. t0+nt-1 of a sequence, every head of kv head `kvh`'s group:
+// the rows of the tile share one read of the keys and values they see. Each
+// row's scores (Dots, four query heads by four keys), softmax (over its own
+// keys) and weighted sum of values (in key order) are computed exactly as for
+// that row alone, so the tiling never changes a result.
+void AttendTile(const AttentionParams& p, const KvCacheView& cache, const AttentionSeq& s,
+                int64_t t0, int64_t nt, int kvh) {
   thread_local ScratchVector<float> scores, k_scratch, v_scratch;
-  thread_local ScratchVector<const float*> v_rows;
+  thread_local ScratchVector<const float*> k_rows, v_rows;
   const int group = p.num_heads / p.num_kv_heads;
-  const int64_t row = s.first_row + token, pos = s.start_pos + token;
-  const int64_t first = p.sliding_window > 0 ? std::max<int64_t>(0, pos - p.sliding_window + 1) : 0;
-  const int64_t n = pos - first + 1;
+  const auto first_key = [&](int64_t pos) {
+    return p.sliding_window > 0 ? std::max<int64_t>(0, pos - p.sliding_window + 1) : 0;
+  };
+  // Keys lo .. lo+nk-1 serve the tile; token t sees columns [begin(t), end(t)).
+  const int64_t pos0 = s.start_pos + t0, lo = first_key(pos0), nk = pos0 + nt - lo;
+  const auto begin = [&](int64_t t) { return first_key(pos0 + t) - lo; };
+  const auto end = [&](int64_t t) { return pos0 + t + 1 - lo; };
+  const int64_t ns = (nk + 3) & ~int64_t{3};  // score row stride: whole blocks of 4 keys
   const bool f32 = cache.dtype == DType::kF32;
   const int64_t k_off = p.k_offset + static_cast<int64_t>(kvh) * p.head_dim;
   const int64_t v_off = p.v_offset + static_cast<int64_t>(kvh) * p.v_head_dim;
-  float* const sc = Scratch(scores, n * group);
-  float* const k_buf = f32 ? nullptr : Scratch(k_scratch, p.head_dim);
-  float* const v_buf = f32 ? nullptr : Scratch(v_scratch, n * p.v_head_dim);
-  const float** const rows = Scratch(v_rows, n);
-  const float* q0 = p.q + row * p.q_stride + static_cast<int64_t>(kvh) * group * p.head_dim;
-  for (int64_t j = 0; j < n; ++j) {
-    if (f32 && j + kRowsAhead < n)  // an f32 Load is a pointer into the cache
-      PrefetchRow(cache.Load(p.layer, s.block_table, first + j + kRowsAhead, k_off, p.head_dim, nullptr),
-                  p.head_dim);
-    const float* k = cache.Load(p.layer, s.block_table, first + j, k_off, p.head_dim, k_buf,
-                                p.k_scale);
+  float* const sc = Scratch(scores, nt * group * ns);  // row t * group + g, column key - lo
+  const float** const keys = Scratch(k_rows, nk);
+  const float** const values = Scratch(v_rows, nk);
+  RowPointers(p, cache, s, lo, nk, k_off, p.head_dim, p.k_scale,
+              f32 ? nullptr : Scratch(k_scratch, nk * p.head_dim), keys);
+  const auto q_row = [&](int64_t t, int g) {
+    return p.q + (s.first_row + t0 + t) * p.q_stride +
+           (static_cast<int64_t>(kvh) * group + g) * p.head_dim;
+  };
+  const auto out_row = [&](int64_t t, int g) {
+    return p.out + (s.first_row + t0 + t) * p.out_stride +
+           (static_cast<int64_t>(kvh) * group + g) * p.v_head_dim;
+  };
+  // fn(t, jb, je, lead) for each key chunk, then each token with keys in it
+  // (columns [jb, je)); `lead`: the chunk's first such token, which prefetches
+  // the next chunk's rows of an f32 cache as it goes.
+  const auto for_each_chunk = [&](const auto& fn) {
+    for (int64_t c0 = 0; c0 < nk; c0 += kKeyChunk) {
+      bool lead = f32;
+      for (int64_t t = 0; t < nt; ++t) {
+        const int64_t jb = std::max(begin(t), c0), je = std::min(end(t), c0 + kKeyChunk);
+        if (jb >= je) continue;
+        fn(t, jb, je, lead);
+        lead = false;
+      }
+    }
+  };
+  if (f32) PrefetchRows(keys, 0, kKeyChunk, nk, p.head_dim);
+  for_each_chunk([&](int64_t t, int64_t jb, int64_t je, bool lead) {
+    // Blocks of 4 keys; a block past je repeats key je-1 into columns that are
+    // the next chunk's (rewritten there) or past the row's keys.
+    for (int64_t j = jb; j < je; j += 4) {
+      if (lead) PrefetchRows(keys, j + kKeyChunk, j + kKeyChunk + 4, nk, p.head_dim);
+      const float* kb[4];
+      for (int k = 0; k < 4; ++k) kb[k] = keys[std::min(j + k, je - 1)];
+      for (int g = 0; g < group; g += 4) {
+        const float* q[4];
+        const int rows = std::min(4, group - g);
+        for (int r = 0; r < rows; ++r) q[r] = q_row(t, g + r);
+        kDots[rows - 1](q, kb, p.head_dim, p.scale, sc + (t * group + g) * ns + j, ns);
+      }
+    }
+  });
+  for (int64_t t = 0; t < nt; ++t)
     for (int g = 0; g < group; ++g)
-      sc[g * n + j] = Dot(q0 + static_cast<int64_t>(g) * p.head_dim, k, p.head_dim) * p.scale;
-  }
-  for (int g = 0; g < group; ++g) Softmax(sc + g * n, n);
-  for (int64_t j = 0; j < n; ++j) {
-    rows[j] = cache.Load(p.layer, s.block_table, first + j, v_off, p.v_head_dim,
-                         f32 ? nullptr : v_buf + j * p.v_head_dim, p.v_scale);
-  }
-  for (int g = 0; g < group; ++g) {
-    const int h = kvh * group + g;
-    WeightedRowSum(sc + g * n, rows, n,
-                   p.out + row * p.out_stride + static_cast<int64_t>(h) * p.v_head_dim, p.v_head_dim,
-                   /*prefetch=*/f32 && g == 0);
-  }
+      Softmax(sc + (t * group + g) * ns + begin(t), end(t) - begin(t));
+  RowPointers(p, cache, s, lo, nk, v_off, p.v_head_dim, p.v_scale,
+              f32 ? nullptr : Scratch(v_scratch, nk * p.v_head_dim), values);
+  if (f32) PrefetchRows(values, 0, kKeyChunk, nk, p.v_head_dim);
+  for_each_chunk([&](int64_t t, int64_t jb, int64_t je, bool lead) {
+    for (int g = 0; g < group; g += 4) {
+      Ahead ahead;  // the next chunk's value rows, by the chunk's first weighted sum
+      if (lead && g == 0)
+        ahead = {values + jb + kKeyChunk, std::min(je - jb, nk - jb - kKeyChunk), p.v_head_dim};
+      float* out[4];
+      const int rows = std::min(4, group - g);
+      for (int r = 0; r < rows; ++r) out[r] = out_row(t, g + r);
+      const bool acc = jb > begin(t);  // out holds the sum over the earlier keys
+      kWeightedSums[rows - 1](sc + (t * group + g) * ns + jb, ns, values + jb, je - jb, out,
+                              p.v_head_dim, acc, ahead);
+    }
+  });
 }
 
 }  // namespace HWY_NAMESPACE
@@ -122,9 +290,12 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace moerack {
 
-HWY_EXPORT(AttendToken);
+HWY_EXPORT(AttendTile);
 
 namespace {
+
+// Query rows (tokens x the heads of a kv group) per attention task.
+constexpr int64_t kTileRows = 64;
 
 const float* Fp8Table() {
   static const auto* table = [] {
@@ -164,18 +335,26 @@ void PagedAttention(const AttentionParams& p, std::span<const AttentionSeq> seqs
   CHECK(p.num_kv_heads > 0 && p.num_heads % p.num_kv_heads == 0);
   struct Task {
     const AttentionSeq* seq;
-    int64_t token;  // index within the sequence's chunk
+    int64_t token, num_tokens;  // a tile of the sequence's chunk
     int kv_head;
   };
-  // One task per (token, kv head): a single decoded token still uses every thread.
+  // One task per (tile of tokens, kv head): a single decoded token still uses
+  // every thread; a prefill chunk's tokens share the key and value reads of up
+  // to kTileRows query rows. The latest tiles (the most keys) go first.
+  const int64_t tile = std::max<int64_t>(1, kTileRows / (p.num_heads / p.num_kv_heads));
   std::vector<Task> tasks;
   for (const auto& s : seqs) {
-    for (int64_t t = 0; t < s.num_tokens; ++t)
-      for (int h = 0; h < p.num_kv_heads; ++h) tasks.push_back({&s, t, h});
+    for (int64_t t = 0; t < s.num_tokens; t += tile)
+      for (int h = 0; h < p.num_kv_heads; ++h)
+        tasks.push_back({&s, t, std::min(tile, s.num_tokens - t), h});
   }
-  auto* attend = HWY_DYNAMIC_DISPATCH(AttendToken);
+  std::stable_sort(tasks.begin(), tasks.end(), [](const Task& a, const Task& b) {
+    return a.seq->start_pos + a.token > b.seq->start_pos + b.token;
+  });
+  auto* attend = HWY_DYNAMIC_DISPATCH(AttendTile);
   pool.ParallelFor(static_cast<int64_t>(tasks.size()), [&](int64_t i, int) {
-    attend(p, cache, *tasks[i].seq, tasks[i].token, tasks[i].kv_head);
+    const Task& t = tasks[static_cast<size_t>(i)];
+    attend(p, cache, *t.seq, t.token, t.num_tokens, t.kv_head);
   });
 }
 

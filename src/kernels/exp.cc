@@ -6,6 +6,9 @@
 #include <hwy/contrib/math/math-inl.h>
 #include <hwy/highway.h>
 
+#include <algorithm>
+#include <cmath>
+
 HWY_BEFORE_NAMESPACE();
 namespace moerack {
 namespace HWY_NAMESPACE {
@@ -37,6 +40,19 @@ double ScaledExpSumImpl(const float* x, int64_t n, float shift, float scale, flo
   return total;
 }
 
+void SoftmaxImpl(float* x, int64_t n) {
+  const hn::ScalableTag<float> df;
+  const int64_t L = static_cast<int64_t>(hn::Lanes(df));
+  auto vmax = hn::Set(df, -INFINITY);
+  int64_t i = 0;
+  for (; i + L <= n; i += L) vmax = hn::Max(vmax, hn::LoadU(df, x + i));
+  float mx = hn::GetLane(hn::MaxOfLanes(df, vmax));
+  for (; i < n; ++i) mx = std::max(mx, x[i]);
+  const auto inv = hn::Set(df, static_cast<float>(1.0 / ScaledExpSumImpl(x, n, mx, 1.0f, x)));
+  for (i = 0; i + L <= n; i += L) hn::StoreU(hn::Mul(hn::LoadU(df, x + i), inv), df, x + i);
+  for (; i < n; ++i) x[i] *= hn::GetLane(inv);
+}
+
 }  // namespace HWY_NAMESPACE
 }  // namespace moerack
 HWY_AFTER_NAMESPACE();
@@ -44,8 +60,10 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace moerack {
 HWY_EXPORT(ScaledExpSumImpl);
+HWY_EXPORT(SoftmaxImpl);
 double ScaledExpSum(const float* x, int64_t n, float shift, float scale, float* out) {
   return HWY_DYNAMIC_DISPATCH(ScaledExpSumImpl)(x, n, shift, scale, out);
 }
+void Softmax(float* x, int64_t n) { HWY_DYNAMIC_DISPATCH(SoftmaxImpl)(x, n); }
 }  // namespace moerack
 #endif

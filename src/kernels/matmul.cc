@@ -7,6 +7,7 @@
 #include <hwy/cache_control.h>
 #include <hwy/highway.h>
 
+#include "kernels/fp8-inl.h"
 #include "quant/nvfp4.h"
 
 #include <algorithm>
@@ -327,13 +328,10 @@ struct Fp4Decoder {
   }
 };
 
-// E4M3 bytes in natural order: each L sign-extended to i32 lanes and shifted
-// left by 20 put sign, exponent and mantissa where f32 has them (the mask
-// clears the sign's copies in the exponent's top bits): f32 bits worth 2^-120
-// times the value, E4M3 subnormals as f32 subnormals, which one multiply by
-// 2^120 makes exact normal values before any FMA sees them. Four integer/FP
-// instructions per 16 weights; the F16C route (byte -> f16 bits, VCVTPH2PS)
-// bound FP8 decode at ~28 G weights/s per thread, this one reads ~35.
+// E4M3 bytes in natural order, L at a time by kernels/fp8-inl.h's integer
+// steps (four integer/FP instructions per 16 weights); the F16C route (byte ->
+// f16 bits, VCVTPH2PS) bound FP8 decode at ~28 G weights/s per thread, this
+// one reads ~35.
 template <int L>
 struct Fp8Decoder {
   static constexpr int kG = 8;  // vectors per chunk
@@ -379,16 +377,7 @@ struct Fp8Decoder {
     ch.scale = hn::Set(df, ScaleRow(n)[Column(c * kChunk)]);
     return ch;
   }
-  HWY_INLINE VF Get(const Chunk& ch, int j) const {
-    const DF df;
-    const hn::Rebind<int8_t, DF> di8;
-    const hn::Rebind<int32_t, DF> di32;
-    const auto d =
-        hn::PromoteTo(di32, hn::LoadU(di8, reinterpret_cast<const int8_t*>(ch.bytes) + j * L));
-    const auto bits =
-        hn::And(hn::ShiftLeft<20>(d), hn::Set(di32, static_cast<int32_t>(0x87F00000u)));
-    return hn::Mul(hn::BitCast(df, bits), hn::Set(df, 0x1p120f));
-  }
+  HWY_INLINE VF Get(const Chunk& ch, int j) const { return DecodeFp8E4M3(DF(), ch.bytes + j * L); }
   // For chunks that straddle scale blocks: the scale of vector j.
   HWY_INLINE float VectorScale(int64_t n, int64_t c, int j) const {
     return ScaleRow(n)[Column(c * kChunk + j * L)];

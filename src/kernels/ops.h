@@ -25,7 +25,4 @@ enum class RopeStyle { kNeox, kInterleaved };
 // gate[i] = silu(gate[i]) * up[i].
 void SiluMul(float* gate, const float* up, int64_t n);
 
-// In-place softmax over n values (max-subtracted, sequential sum).
-void Softmax(float* x, int64_t n);
-
 }  // namespace moerack

@@ -5,7 +5,7 @@
 #include <numeric>
 
 #include "core/check.h"
-#include "kernels/ops.h"
+#include "kernels/exp.h"
 
 namespace moerack {
 

@@ -1,11 +1,14 @@
 // PagedAttention against a double-precision reference on fresh random inputs:
 // GQA groups, head and value dims that leave SIMD tails, a value dim unlike the
 // key dim (MLA-style), sliding windows, scrambled block tables, a prefill chunk
-// beside decode tokens, f32 and FP8 caches. A token's output must not depend on
-// the thread count or on the other tokens of the batch (DESIGN.md principle 2).
+// long enough to split into several token tiles and key chunks, beside decode
+// tokens, f32 and FP8 caches, on every SIMD target compiled in. A token's
+// output must not depend on the thread count or on the other tokens of the
+// batch (DESIGN.md principle 2): each is checked against itself decoded alone.
 #include "kernels/attention.h"
 
 #include <gtest/gtest.h>
+#include <hwy/targets.h>
 
 #include <cmath>
 #include <random>
@@ -54,17 +57,18 @@ std::vector<double> Reference(const AttentionParams& p, const KvCacheView& cache
       const float* v = cache.Load(p.layer, table, j, p.v_offset + int64_t{kvh} * p.v_head_dim,
                                   p.v_head_dim, vs.data(), p.v_scale);
       for (int i = 0; i < p.v_head_dim; ++i)
-        out[static_cast<size_t>(h * p.v_head_dim + i)] += s[static_cast<size_t>(j - first)] / z * v[i];
+        out[static_cast<size_t>(h * p.v_head_dim + i)] +=
+            s[static_cast<size_t>(j - first)] / z * v[i];
     }
   }
   return out;
 }
 
-TEST(PagedAttentionTest, MatchesReferenceAndIsIndependentOfThreadsAndBatch) {
+void CheckAgainstReference() {
   const Case cases[] = {
-      {DType::kF32, 8, 2, 40, 40, 0},    {DType::kF32, 4, 4, 128, 128, 0},
-      {DType::kF32, 6, 2, 64, 200, 5},   {DType::kFP8E4M3, 8, 2, 128, 128, 0},
-      {DType::kFP8E4M3, 4, 1, 24, 136, 3},
+      {DType::kF32, 8, 2, 40, 40, 0},       {DType::kF32, 4, 4, 128, 128, 0},
+      {DType::kF32, 6, 2, 64, 200, 5},      {DType::kF32, 32, 2, 16, 16, 37},
+      {DType::kFP8E4M3, 8, 2, 128, 128, 0}, {DType::kFP8E4M3, 4, 1, 24, 136, 3},
   };
   std::mt19937 rng(11);
   std::normal_distribution<float> g(0, 1);
@@ -74,13 +78,14 @@ TEST(PagedAttentionTest, MatchesReferenceAndIsIndependentOfThreadsAndBatch) {
     const int64_t k_offset = 3;  // padding before K, as an architecture may lay out a slot
     const int64_t v_offset = k_offset + int64_t{c.kv_heads} * c.head_dim;
     const int64_t floats_per_token = v_offset + int64_t{c.kv_heads} * c.v_head_dim + 1;
-    KvCache kv(2, 16, block_size, floats_per_token, c.dtype);
+    KvCache kv(2, 24, block_size, floats_per_token, c.dtype);
     const KvCacheView cache = kv.view();
     const bool fp8 = c.dtype == DType::kFP8E4M3;
-    // Sequence A: a 4-token prefill chunk at positions 13..16; B: decode at 21; C: decode at 0.
-    const std::vector<int32_t> ta = {5, 2, 9, 0, 7}, tb = {1, 3, 4, 6, 8, 10}, tc = {11};
+    // Sequence A: a 45-token prefill chunk at positions 13..57; B: decode at 21; C: decode at 0.
+    const std::vector<int32_t> ta = {5, 2, 9, 0, 7, 12, 14, 13, 15, 16, 17, 19, 18, 20, 21},
+                               tb = {1, 3, 4, 6, 8, 10}, tc = {11};
     const std::vector<int32_t>* tables[] = {&ta, &tb, &tc};
-    const int64_t last_pos[] = {16, 21, 0};
+    const int64_t last_pos[] = {57, 21, 0};
     for (int sq = 0; sq < 3; ++sq) {
       for (int64_t pos = 0; pos <= last_pos[sq]; ++pos) {
         std::vector<float> row(static_cast<size_t>(floats_per_token));
@@ -91,8 +96,8 @@ TEST(PagedAttentionTest, MatchesReferenceAndIsIndependentOfThreadsAndBatch) {
                     floats_per_token - 1 - v_offset, fp8 ? 0.25f : 1.0f);
       }
     }
-    const std::vector<AttentionSeq> seqs = {{0, 4, 13, ta}, {4, 1, 21, tb}, {5, 1, 0, tc}};
-    const int64_t rows = 6, q_stride = int64_t{c.heads} * c.head_dim + 5;
+    const std::vector<AttentionSeq> seqs = {{0, 45, 13, ta}, {45, 1, 21, tb}, {46, 1, 0, tc}};
+    const int64_t rows = 47, q_stride = int64_t{c.heads} * c.head_dim + 5;
     const int64_t out_stride = int64_t{c.heads} * c.v_head_dim + 2;
     std::vector<float> q(static_cast<size_t>(rows * q_stride));
     for (float& x : q) x = g(rng);
@@ -122,7 +127,8 @@ TEST(PagedAttentionTest, MatchesReferenceAndIsIndependentOfThreadsAndBatch) {
     for (int sq = 0; sq < 3; ++sq) {
       for (int64_t t = 0; t < seqs[sq].num_tokens; ++t) {
         const int64_t row = seqs[sq].first_row + t, pos = seqs[sq].start_pos + t;
-        const std::vector<double> want = Reference(p, cache, *tables[sq], q.data() + row * q_stride, pos);
+        const std::vector<double> want =
+            Reference(p, cache, *tables[sq], q.data() + row * q_stride, pos);
         // The same token alone, as a decode of its own.
         std::vector<float> alone(static_cast<size_t>(out_stride), -7.0f);
         AttentionParams pa = p;
@@ -132,7 +138,8 @@ TEST(PagedAttentionTest, MatchesReferenceAndIsIndependentOfThreadsAndBatch) {
         PagedAttention(pa, single, cache, two);
         for (int64_t i = 0; i < width; ++i) {
           const float got = out1[static_cast<size_t>(row * out_stride + i)];
-          ASSERT_NEAR(got, want[static_cast<size_t>(i)], 1e-5 * (1 + std::fabs(want[static_cast<size_t>(i)])))
+          ASSERT_NEAR(got, want[static_cast<size_t>(i)],
+                      1e-5 * (1 + std::fabs(want[static_cast<size_t>(i)])))
               << "row " << row << " element " << i;
           ASSERT_EQ(got, out2[static_cast<size_t>(row * out_stride + i)]) << "threads, row " << row;
           ASSERT_EQ(got, alone[static_cast<size_t>(i)]) << "batch vs alone, row " << row;
@@ -143,6 +150,21 @@ TEST(PagedAttentionTest, MatchesReferenceAndIsIndependentOfThreadsAndBatch) {
       }
     }
   }
+}
+
+TEST(PagedAttentionTest, MatchesReferenceAndIsIndependentOfThreadsAndBatch) {
+  CheckAgainstReference();
+}
+
+// Every SIMD target compiled in (the scalar target's lane sums, AVX2's 8
+// lanes), not only the best one here.
+TEST(PagedAttentionTest, EveryCompiledTargetMatchesReference) {
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    SCOPED_TRACE(hwy::TargetName(target));
+    CheckAgainstReference();
+  }
+  hwy::SetSupportedTargetsForTest(0);
 }
 
 }  // namespace
