@@ -24,14 +24,14 @@ namespace hn = hwy::HWY_NAMESPACE;
 using DF = hn::ScalableTag<float>;
 using VF = hn::Vec<DF>;
 
-// The lane sums of four vectors into sums[0..3] (unaligned). Every vector's lanes are
-// added in the same fixed tree, so a sum does not depend on which slot it took:
-// halving (lower half + upper half) down to 4 lanes, then a 4 x 4 transpose
-// adding lanes 0+2 and 1+3, then the two.
+// scale times the lane sums of four vectors into sums[0..3] (unaligned). Every
+// vector's lanes are added in the same fixed tree, so a sum does not depend on
+// which slot it took: halving (lower half + upper half) down to 4 lanes, then
+// a 4 x 4 transpose adding lanes 0+2 and 1+3, then the two.
 #if HWY_TARGET == HWY_SCALAR
-HWY_INLINE void LaneSums4(VF a, VF b, VF c, VF d, float* sums) {
-  sums[0] = hn::GetLane(a), sums[1] = hn::GetLane(b), sums[2] = hn::GetLane(c),
-  sums[3] = hn::GetLane(d);
+HWY_INLINE void LaneSums4(VF a, VF b, VF c, VF d, float scale, float* sums) {
+  sums[0] = hn::GetLane(a) * scale, sums[1] = hn::GetLane(b) * scale;
+  sums[2] = hn::GetLane(c) * scale, sums[3] = hn::GetLane(d) * scale;
 }
 #else
 template <class D>
@@ -44,7 +44,7 @@ HWY_INLINE hn::Vec<hn::Full128<float> > FoldTo4(D d, hn::Vec<D> v) {
   }
 }
 
-HWY_INLINE void LaneSums4(VF a, VF b, VF c, VF d, float* sums) {
+HWY_INLINE void LaneSums4(VF a, VF b, VF c, VF d, float scale, float* sums) {
   const DF df;
   const hn::Full128<float> d4;
   const hn::Full128<uint64_t> d64;
@@ -54,15 +54,48 @@ HWY_INLINE void LaneSums4(VF a, VF b, VF c, VF d, float* sums) {
   const auto cd = hn::Add(hn::InterleaveLower(d4, c4, e4), hn::InterleaveUpper(d4, c4, e4));
   const auto lo = hn::InterleaveLower(d64, hn::BitCast(d64, ab), hn::BitCast(d64, cd));
   const auto hi = hn::InterleaveUpper(d64, hn::BitCast(d64, ab), hn::BitCast(d64, cd));
-  hn::StoreU(hn::Add(hn::BitCast(d4, lo), hn::BitCast(d4, hi)), d4, sums);
+  hn::StoreU(hn::Mul(hn::Add(hn::BitCast(d4, lo), hn::BitCast(d4, hi)), hn::Set(d4, scale)), d4,
+             sums);
+}
+#endif
+
+#if HWY_TARGET <= HWY_AVX3
+// scale times the lane sums of 16 vectors a[r * 4 + k] into out[r * out_stride
+// + k]: LaneSums4's tree (lanes i + i+8, then + i+4, then + i+2, then + i+1),
+// so the values are identical, but with every shuffle and add working on four
+// vectors' lanes at once (~3.4 instructions per sum instead of ~8.8).
+HWY_INLINE void LaneSums16(const VF* a, float scale, float* out, int64_t out_stride) {
+  __m512 b[8], c[4], d[2];
+  for (int i = 0; i < 8; ++i) {  // [a lanes 0-7 + 8-15 | b lanes 0-7 + 8-15]
+    const __m512 x = a[2 * i].raw, y = a[2 * i + 1].raw;
+    b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x44), _mm512_shuffle_f32x4(x, y, 0xEE));
+  }
+  for (int i = 0; i < 4; ++i)  // one 128-bit block per vector: lanes 0-3 + 4-7
+    c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0x88),
+                         _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0xDD));
+  for (int i = 0; i < 2; ++i) {  // two lanes per vector: 0+2, 1+3
+    const __m512d x = _mm512_castps_pd(c[2 * i]), y = _mm512_castps_pd(c[2 * i + 1]);
+    d[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)),
+                         _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+  }
+  // Block k holds vectors k, 4+k, 8+k, 12+k; the permute puts vector 4r+k at lane 4r+k.
+  const __m512 sums =
+      _mm512_add_ps(_mm512_shuffle_ps(d[0], d[1], 0x88), _mm512_shuffle_ps(d[0], d[1], 0xDD));
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const __m512 v = _mm512_mul_ps(_mm512_permutexvar_ps(order, sums), _mm512_set1_ps(scale));
+  _mm_storeu_ps(out, _mm512_castps512_ps128(v));
+  _mm_storeu_ps(out + out_stride, _mm512_extractf32x4_ps(v, 1));
+  _mm_storeu_ps(out + 2 * out_stride, _mm512_extractf32x4_ps(v, 2));
+  _mm_storeu_ps(out + 3 * out_stride, _mm512_extractf32x4_ps(v, 3));
 }
 #endif
 
 // out[r * out_stride + k] = scale * (q[r] . key[k]) for kR query rows and 4
 // keys of `dim` floats: per-lane FMA chains over whole vectors (one key load
-// serves kR rows, one query load 4 keys), the lanes summed by LaneSums4, then
-// the elements past the last whole vector added in order. A dot product's
-// value depends only on its two rows, never on the rows or keys beside it.
+// serves kR rows, one query load 4 keys), the lanes summed by LaneSums4's
+// tree, then the elements past the last whole vector added in order. A dot
+// product's value depends only on its two rows, never on the rows or keys
+// beside it.
 template <int kR>
 HWY_NOINLINE void Dots(const float* const* q, const float* const* key, int64_t dim, float scale,
                        float* out, int64_t out_stride) {
@@ -80,9 +113,18 @@ HWY_NOINLINE void Dots(const float* const* q, const float* const* key, int64_t d
       for (int k = 0; k < 4; ++k) acc[r][k] = hn::MulAdd(qv, kv[k], acc[r][k]);
     }
   }
+#if HWY_TARGET <= HWY_AVX3
+  if constexpr (kR == 4) {
+    if (i == dim) return LaneSums16(&acc[0][0], scale, out, out_stride);
+  }
+#endif
   for (int r = 0; r < kR; ++r) {
     float* o = out + r * out_stride;
-    LaneSums4(acc[r][0], acc[r][1], acc[r][2], acc[r][3], o);
+    if (i == dim) {
+      LaneSums4(acc[r][0], acc[r][1], acc[r][2], acc[r][3], scale, o);
+      continue;
+    }
+    LaneSums4(acc[r][0], acc[r][1], acc[r][2], acc[r][3], 1.0f, o);
     for (int k = 0; k < 4; ++k) {
       for (int64_t t = i; t < dim; ++t) o[k] = std::fma(q[r][t], key[k][t], o[k]);
       o[k] *= scale;

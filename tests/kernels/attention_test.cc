@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <hwy/targets.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
@@ -149,6 +150,52 @@ void CheckAgainstReference() {
           ASSERT_EQ(out1[static_cast<size_t>(row * out_stride + i)], -7.0f);
       }
     }
+  }
+}
+
+// A dot product must not depend on the heads computed beside it: kv groups of
+// 5 heads (a block of 4 and a single) whose last head repeats the first's
+// query give bit-identical outputs for the two.
+TEST(PagedAttentionTest, AHeadsResultDoesNotDependOnItsNeighbours) {
+  for (int dim : {64, 40}) {  // whole vectors, and a tail past them
+    SCOPED_TRACE(dim);
+    const int heads = 10, kv_heads = 2, group = heads / kv_heads, block_size = 8;
+    const int64_t floats_per_token = 2 * int64_t{kv_heads} * dim;
+    KvCache kv(1, 8, block_size, floats_per_token);
+    const std::vector<int32_t> table = {3, 0, 6, 1, 7, 2};
+    std::mt19937 rng(5);
+    std::normal_distribution<float> g(0, 1);
+    std::vector<float> row(static_cast<size_t>(floats_per_token));
+    for (int64_t pos = 0; pos < 45; ++pos) {
+      for (float& x : row) x = g(rng);
+      kv.view().Store(0, table, pos, 0, row.data(), floats_per_token);
+    }
+    const int64_t tokens = 3, width = int64_t{heads} * dim;
+    std::vector<float> q(static_cast<size_t>(tokens * width)), out(q.size());
+    for (float& x : q) x = g(rng);
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int h = 0; h < kv_heads; ++h)
+        std::copy_n(&q[static_cast<size_t>(t * width + h * group * dim)], dim,
+                    &q[static_cast<size_t>(t * width + (h * group + group - 1) * dim)]);
+    AttentionParams p;
+    p.q = q.data();
+    p.q_stride = width;
+    p.out = out.data();
+    p.out_stride = width;
+    p.num_heads = heads;
+    p.num_kv_heads = kv_heads;
+    p.head_dim = p.v_head_dim = dim;
+    p.v_offset = int64_t{kv_heads} * dim;
+    p.scale = 0.125f;
+    const AttentionSeq seq[] = {{0, tokens, 42, table}};
+    ThreadPool pool(2);
+    PagedAttention(p, seq, kv.view(), pool);
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int h = 0; h < kv_heads; ++h)
+        for (int i = 0; i < dim; ++i)
+          ASSERT_EQ(out[static_cast<size_t>(t * width + h * group * dim + i)],
+                    out[static_cast<size_t>(t * width + (h * group + group - 1) * dim + i)])
+              << "token " << t << " kv head " << h << " element " << i;
   }
 }
 
