@@ -10,9 +10,12 @@
 // Each query attends keys [max(0, pos - window + 1), pos] in position order,
 // with a two-pass softmax; a query's result depends only on its own position
 // and the cache, so chunked and whole prefill, and any batch, agree exactly.
-// q·k is a SIMD dot product (Highway, fixed lane order) and the weighted sum
-// of V an elementwise FMA over the head dimension, key by key in order.
-// Thread-safety: one call per layer at a time; tasks split over (token, head).
+// q·k is a SIMD dot product (per-lane FMA chains, one fixed lane-sum tree) and
+// the weighted sum of V an elementwise FMA over the value dimension, key by key
+// in order. Work is split into tiles of up to 64 query rows (a kv group's heads
+// for consecutive tokens of one sequence) that share each read of the keys and
+// values; the tiling never changes a result.
+// Thread-safety: one call per layer at a time; tiles run on the pool.
 #pragma once
 
 #include <cstdint>
