@@ -261,7 +261,11 @@ void AttendTile(const AttentionParams& p, const KvCacheView& cache, const Attent
   const bool f32 = cache.dtype == DType::kF32;
   const int64_t k_off = p.k_offset + static_cast<int64_t>(kvh) * p.head_dim;
   const int64_t v_off = p.v_offset + static_cast<int64_t>(kvh) * p.v_head_dim;
-  float* const sc = Scratch(scores, nt * group * ns);  // row t * group + g, column key - lo
+  // Row t * group + g, column key - lo. A block of 4 keys starting at an
+  // unaligned begin(t) (sliding windows) may write up to 3 columns past ns:
+  // into the next row's columns before its begin (ns is a multiple of 4), or
+  // past the last row, hence the 4 spare floats.
+  float* const sc = Scratch(scores, nt * group * ns + 4);
   const float** const keys = Scratch(k_rows, nk);
   const float** const values = Scratch(v_rows, nk);
   RowPointers(p, cache, s, lo, nk, k_off, p.head_dim, p.k_scale,
