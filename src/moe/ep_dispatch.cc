@@ -119,7 +119,7 @@ EpTransfer StartEpCombine(const EpDispatchHandle& h, const float* expert_out, in
 Status FinishEpCombine(EpTransfer& t, std::vector<float>* out) {
   MR_RETURN_IF_ERROR(t.pending->Wait());
   out->resize(t.recv.size() / sizeof(float));
-  std::memcpy(out->data(), t.recv.data(), t.recv.size());
+  if (!t.recv.empty()) std::memcpy(out->data(), t.recv.data(), t.recv.size());  // none: no pointer
   return Status::Ok();
 }
 
