@@ -194,18 +194,28 @@ HWY_NOINLINE void WeightedSums(const float* w, int64_t w_stride, const float* co
   }
 }
 
-// n FP8 codes times `scale` into dst, the same values as KvCacheView::Load.
+// n FP8 codes times `scale` into dst, the same values as KvCacheView::Load:
+// the NaN codes, which F32ToFp8E4M3 writes for a NaN, decode as +-480 in
+// DecodeFp8E4M3, above E4M3's largest finite 448; a row holding one is decoded
+// again through the scalar path (a running max costs two instructions per
+// vector where a per-vector NaN select cost the FP8 decode 20%).
 HWY_INLINE void DecodeRow(const uint8_t* src, int64_t n, float scale, float* dst) {
   const DF df;
   const int64_t L = static_cast<int64_t>(hn::Lanes(df));
   const VF vs = hn::Set(df, scale);
+  VF peak = hn::Zero(df);
   int64_t i = 0;
-  for (; i + L <= n; i += L) hn::StoreU(hn::Mul(DecodeFp8E4M3(df, src + i), vs), df, dst + i);
+  for (; i + L <= n; i += L) {
+    const VF v = DecodeFp8E4M3(df, src + i);
+    peak = hn::Max(peak, hn::Abs(v));
+    hn::StoreU(hn::Mul(v, vs), df, dst + i);
+  }
+  if (hn::GetLane(hn::MaxOfLanes(df, peak)) > 448.0f) i = 0;
   for (; i < n; ++i) dst[i] = Fp8E4M3ToF32(src[i]) * scale;
 }
 
 // Row pointers of cache rows first .. first+n-1 at `offset` (`dim` floats): into
-// the cache for an f32 cache, else decoded into `buf` (n x dim).
+// the cache for an f32 cache, else decoded into `buf` (n x dim floats).
 void RowPointers(const AttentionParams& p, const KvCacheView& cache, const AttentionSeq& s,
                  int64_t first, int64_t n, int64_t offset, int64_t dim, float scale, float* buf,
                  const float** rows) {
@@ -247,7 +257,7 @@ HWY_INLINE void PrefetchRows(const float* const* rows, int64_t a, int64_t b, int
 // that row alone, so the tiling never changes a result.
 void AttendTile(const AttentionParams& p, const KvCacheView& cache, const AttentionSeq& s,
                 int64_t t0, int64_t nt, int kvh) {
-  thread_local ScratchVector<float> scores, k_scratch, v_scratch;
+  thread_local ScratchVector<float> scores, kv_scratch;
   thread_local ScratchVector<const float*> k_rows, v_rows;
   const int group = p.num_heads / p.num_kv_heads;
   const auto first_key = [&](int64_t pos) {
@@ -268,8 +278,11 @@ void AttendTile(const AttentionParams& p, const KvCacheView& cache, const Attent
   float* const sc = Scratch(scores, nt * group * ns + 4);
   const float** const keys = Scratch(k_rows, nk);
   const float** const values = Scratch(v_rows, nk);
-  RowPointers(p, cache, s, lo, nk, k_off, p.head_dim, p.k_scale,
-              f32 ? nullptr : Scratch(k_scratch, nk * p.head_dim), keys);
+  // An f32 cache is read in place (every row's pointer up front: the next
+  // chunk's rows are prefetched); an FP8 one is decoded a chunk at a time.
+  float* const buf =
+      f32 ? nullptr : Scratch(kv_scratch, kKeyChunk * std::max(p.head_dim, p.v_head_dim));
+  if (f32) RowPointers(p, cache, s, lo, nk, k_off, p.head_dim, p.k_scale, nullptr, keys);
   const auto q_row = [&](int64_t t, int g) {
     return p.q + (s.first_row + t0 + t) * p.q_stride +
            (static_cast<int64_t>(kvh) * group + g) * p.head_dim;
@@ -278,11 +291,16 @@ void AttendTile(const AttentionParams& p, const KvCacheView& cache, const Attent
     return p.out + (s.first_row + t0 + t) * p.out_stride +
            (static_cast<int64_t>(kvh) * group + g) * p.v_head_dim;
   };
-  // fn(t, jb, je, lead) for each key chunk, then each token with keys in it
+  // For each key chunk: its rows of an FP8 cache decoded (`off`, `dim`,
+  // `scale`: K or V), then fn(t, jb, je, lead) for each token with keys in it
   // (columns [jb, je)); `lead`: the chunk's first such token, which prefetches
   // the next chunk's rows of an f32 cache as it goes.
-  const auto for_each_chunk = [&](const auto& fn) {
+  const auto for_each_chunk = [&](const float** rows, int64_t off, int64_t dim, float scale,
+                                  const auto& fn) {
     for (int64_t c0 = 0; c0 < nk; c0 += kKeyChunk) {
+      if (!f32)
+        RowPointers(p, cache, s, lo + c0, std::min(kKeyChunk, nk - c0), off, dim, scale, buf,
+                    rows + c0);
       bool lead = f32;
       for (int64_t t = 0; t < nt; ++t) {
         const int64_t jb = std::max(begin(t), c0), je = std::min(end(t), c0 + kKeyChunk);
@@ -293,40 +311,43 @@ void AttendTile(const AttentionParams& p, const KvCacheView& cache, const Attent
     }
   };
   if (f32) PrefetchRows(keys, 0, kKeyChunk, nk, p.head_dim);
-  for_each_chunk([&](int64_t t, int64_t jb, int64_t je, bool lead) {
-    // Blocks of 4 keys; a block past je repeats key je-1 into columns that are
-    // the next chunk's (rewritten there) or past the row's keys.
-    for (int64_t j = jb; j < je; j += 4) {
-      if (lead) PrefetchRows(keys, j + kKeyChunk, j + kKeyChunk + 4, nk, p.head_dim);
-      const float* kb[4];
-      for (int k = 0; k < 4; ++k) kb[k] = keys[std::min(j + k, je - 1)];
-      for (int g = 0; g < group; g += 4) {
-        const float* q[4];
-        const int rows = std::min(4, group - g);
-        for (int r = 0; r < rows; ++r) q[r] = q_row(t, g + r);
-        kDots[rows - 1](q, kb, p.head_dim, p.scale, sc + (t * group + g) * ns + j, ns);
-      }
-    }
-  });
+  for_each_chunk(
+      keys, k_off, p.head_dim, p.k_scale, [&](int64_t t, int64_t jb, int64_t je, bool lead) {
+        // Blocks of 4 keys; a block past je repeats key je-1 into columns that are
+        // the next chunk's (rewritten there) or past the row's keys.
+        for (int64_t j = jb; j < je; j += 4) {
+          if (lead) PrefetchRows(keys, j + kKeyChunk, j + kKeyChunk + 4, nk, p.head_dim);
+          const float* kb[4];
+          for (int k = 0; k < 4; ++k) kb[k] = keys[std::min(j + k, je - 1)];
+          for (int g = 0; g < group; g += 4) {
+            const float* q[4];
+            const int rows = std::min(4, group - g);
+            for (int r = 0; r < rows; ++r) q[r] = q_row(t, g + r);
+            kDots[rows - 1](q, kb, p.head_dim, p.scale, sc + (t * group + g) * ns + j, ns);
+          }
+        }
+      });
   for (int64_t t = 0; t < nt; ++t)
     for (int g = 0; g < group; ++g)
       Softmax(sc + (t * group + g) * ns + begin(t), end(t) - begin(t));
-  RowPointers(p, cache, s, lo, nk, v_off, p.v_head_dim, p.v_scale,
-              f32 ? nullptr : Scratch(v_scratch, nk * p.v_head_dim), values);
-  if (f32) PrefetchRows(values, 0, kKeyChunk, nk, p.v_head_dim);
-  for_each_chunk([&](int64_t t, int64_t jb, int64_t je, bool lead) {
-    for (int g = 0; g < group; g += 4) {
-      Ahead ahead;  // the next chunk's value rows, by the chunk's first weighted sum
-      if (lead && g == 0)
-        ahead = {values + jb + kKeyChunk, std::min(je - jb, nk - jb - kKeyChunk), p.v_head_dim};
-      float* out[4];
-      const int rows = std::min(4, group - g);
-      for (int r = 0; r < rows; ++r) out[r] = out_row(t, g + r);
-      const bool acc = jb > begin(t);  // out holds the sum over the earlier keys
-      kWeightedSums[rows - 1](sc + (t * group + g) * ns + jb, ns, values + jb, je - jb, out,
-                              p.v_head_dim, acc, ahead);
-    }
-  });
+  if (f32) {
+    RowPointers(p, cache, s, lo, nk, v_off, p.v_head_dim, p.v_scale, nullptr, values);
+    PrefetchRows(values, 0, kKeyChunk, nk, p.v_head_dim);
+  }
+  for_each_chunk(
+      values, v_off, p.v_head_dim, p.v_scale, [&](int64_t t, int64_t jb, int64_t je, bool lead) {
+        for (int g = 0; g < group; g += 4) {
+          Ahead ahead;  // the next chunk's value rows, by the chunk's first weighted sum
+          if (lead && g == 0)
+            ahead = {values + jb + kKeyChunk, std::min(je - jb, nk - jb - kKeyChunk), p.v_head_dim};
+          float* out[4];
+          const int rows = std::min(4, group - g);
+          for (int r = 0; r < rows; ++r) out[r] = out_row(t, g + r);
+          const bool acc = jb > begin(t);  // out holds the sum over the earlier keys
+          kWeightedSums[rows - 1](sc + (t * group + g) * ns + jb, ns, values + jb, je - jb, out,
+                                  p.v_head_dim, acc, ahead);
+        }
+      });
 }
 
 }  // namespace HWY_NAMESPACE
@@ -340,8 +361,11 @@ HWY_EXPORT(AttendTile);
 
 namespace {
 
-// Query rows (tokens x the heads of a kv group) per attention task.
+// Query rows (tokens x the heads of a kv group) per attention task, and the
+// most scores a task holds (rows x keys; 8 MB) before long contexts take fewer
+// tokens per tile.
 constexpr int64_t kTileRows = 64;
+constexpr int64_t kMaxTileScores = int64_t{1} << 21;
 
 const float* Fp8Table() {
   static const auto* table = [] {
@@ -378,7 +402,8 @@ const float* KvCacheView::Load(int layer, std::span<const int32_t> block_table, 
 
 void PagedAttention(const AttentionParams& p, std::span<const AttentionSeq> seqs,
                     const KvCacheView& cache, ThreadPool& pool) {
-  CHECK(p.num_kv_heads > 0 && p.num_heads % p.num_kv_heads == 0);
+  CHECK(p.num_kv_heads > 0 && p.num_heads >= p.num_kv_heads && p.num_heads % p.num_kv_heads == 0)
+      << "PagedAttention: " << p.num_heads << " query heads over " << p.num_kv_heads << " kv heads";
   struct Task {
     const AttentionSeq* seq;
     int64_t token, num_tokens;  // a tile of the sequence's chunk
@@ -387,9 +412,12 @@ void PagedAttention(const AttentionParams& p, std::span<const AttentionSeq> seqs
   // One task per (tile of tokens, kv head): a single decoded token still uses
   // every thread; a prefill chunk's tokens share the key and value reads of up
   // to kTileRows query rows. The latest tiles (the most keys) go first.
-  const int64_t tile = std::max<int64_t>(1, kTileRows / (p.num_heads / p.num_kv_heads));
+  const int64_t group = p.num_heads / p.num_kv_heads;
   std::vector<Task> tasks;
   for (const auto& s : seqs) {
+    const int64_t keys = s.start_pos + s.num_tokens;
+    const int64_t tile = std::clamp<int64_t>(kMaxTileScores / (group * std::max<int64_t>(keys, 1)),
+                                             1, std::max<int64_t>(1, kTileRows / group));
     for (int64_t t = 0; t < s.num_tokens; t += tile)
       for (int h = 0; h < p.num_kv_heads; ++h)
         tasks.push_back({&s, t, std::min(tile, s.num_tokens - t), h});

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 HWY_BEFORE_NAMESPACE();
 namespace moerack {
@@ -44,10 +45,23 @@ void SoftmaxImpl(float* x, int64_t n) {
   const hn::ScalableTag<float> df;
   const int64_t L = static_cast<int64_t>(hn::Lanes(df));
   auto vmax = hn::Set(df, -INFINITY);
+  auto nan = hn::Zero(df);  // lanes that met a NaN (Max and Exp would drop it)
   int64_t i = 0;
-  for (; i + L <= n; i += L) vmax = hn::Max(vmax, hn::LoadU(df, x + i));
+  for (; i + L <= n; i += L) {
+    const auto v = hn::LoadU(df, x + i);
+    vmax = hn::Max(vmax, v);
+    nan = hn::Or(nan, hn::VecFromMask(df, hn::IsNaN(v)));
+  }
   float mx = hn::GetLane(hn::MaxOfLanes(df, vmax));
-  for (; i < n; ++i) mx = std::max(mx, x[i]);
+  bool any_nan = !hn::AllFalse(df, hn::MaskFromVec(nan));
+  for (; i < n; ++i) {
+    mx = std::max(mx, x[i]);
+    any_nan |= std::isnan(x[i]);
+  }
+  if (any_nan) {  // a NaN input makes every output NaN, as a scalar softmax would
+    std::fill_n(x, n, std::numeric_limits<float>::quiet_NaN());
+    return;
+  }
   const auto inv = hn::Set(df, static_cast<float>(1.0 / ScaledExpSumImpl(x, n, mx, 1.0f, x)));
   for (i = 0; i + L <= n; i += L) hn::StoreU(hn::Mul(hn::LoadU(df, x + i), inv), df, x + i);
   for (; i < n; ++i) x[i] *= hn::GetLane(inv);

@@ -14,7 +14,8 @@ namespace moerack {
 double ScaledExpSum(const float* x, int64_t n, float shift, float scale, float* out);
 
 // In-place softmax over n values: exp(x - max) by ScaledExpSum, times 1 / sum.
-// The result depends only on the n values (fixed lane order).
+// The result depends only on the n values (fixed lane order); any NaN input
+// makes every output NaN, -inf inputs give 0.
 void Softmax(float* x, int64_t n);
 
 }  // namespace moerack

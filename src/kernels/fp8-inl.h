@@ -3,8 +3,10 @@
 // bits, shifted so that its 4 exponent and 3 mantissa bits land on the top of
 // f32's exponent and mantissa fields, masked to them and the sign, and
 // multiplied by 2^120 (the bias difference, 127 - 7): normal and subnormal
-// codes both come out exact. The NaN codes (0x7F, 0xFF) decode as +-480; a
-// saturating encoder never writes them.
+// codes both come out exact. The NaN codes (0x7F, 0xFF) come out +-480, above
+// E4M3's largest finite value (448): FP8 weights never hold them (the
+// quantizer saturates); the KV cache, where F32ToFp8E4M3 stores a NaN as 0x7F,
+// checks for them (kernels/attention.cc).
 // Per-target header (Highway's -inl.h pattern): include after hwy/highway.h
 // inside a file compiled through foreach_target.
 

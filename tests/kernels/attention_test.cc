@@ -69,6 +69,7 @@ void CheckAgainstReference() {
   const Case cases[] = {
       {DType::kF32, 8, 2, 40, 40, 0},       {DType::kF32, 4, 4, 128, 128, 0},
       {DType::kF32, 6, 2, 64, 200, 5},      {DType::kF32, 32, 2, 16, 16, 37},
+      {DType::kF32, 80, 1, 72, 64, 0},  // MLA-like: one kv head, a group over the tile's 64 rows
       {DType::kFP8E4M3, 8, 2, 128, 128, 0}, {DType::kFP8E4M3, 4, 1, 24, 136, 3},
   };
   std::mt19937 rng(11);
@@ -196,6 +197,36 @@ TEST(PagedAttentionTest, AHeadsResultDoesNotDependOnItsNeighbours) {
           ASSERT_EQ(out[static_cast<size_t>(t * width + h * group * dim + i)],
                     out[static_cast<size_t>(t * width + (h * group + group - 1) * dim + i)])
               << "token " << t << " kv head " << h << " element " << i;
+  }
+}
+
+// A NaN stored into an FP8 cache (E4M3 0x7F) reads back NaN, as KvCacheView::Load
+// gives it, not as the code's magnitude: the output of every head that sees it is NaN.
+TEST(PagedAttentionTest, Fp8CacheKeepsNaN) {
+  const int dim = 32, block_size = 4;
+  KvCache kv(1, 4, block_size, 2 * dim, DType::kFP8E4M3);
+  const std::vector<int32_t> table = {2, 0, 3};
+  std::vector<float> row(2 * dim, 0.5f);
+  for (int64_t pos = 0; pos < 9; ++pos) {
+    row[dim + 3] = pos == 6 ? NAN : 0.25f;  // one value element of token 6
+    kv.view().Store(0, table, pos, 0, row.data(), 2 * dim);
+  }
+  std::vector<float> q(2 * dim, 0.1f), out(2 * dim);
+  AttentionParams p;
+  p.q = q.data();
+  p.q_stride = p.out_stride = 2 * dim;
+  p.out = out.data();
+  p.num_heads = 2;
+  p.num_kv_heads = 1;
+  p.head_dim = p.v_head_dim = dim;
+  p.v_offset = dim;
+  p.scale = 0.2f;
+  const AttentionSeq seq[] = {{0, 1, 8, table}};
+  ThreadPool pool(1);
+  PagedAttention(p, seq, kv.view(), pool);
+  for (int h = 0; h < 2; ++h) {
+    EXPECT_TRUE(std::isnan(out[static_cast<size_t>(h * dim + 3)])) << "head " << h;
+    EXPECT_FALSE(std::isnan(out[static_cast<size_t>(h * dim + 4)])) << "head " << h;
   }
 }
 

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <hwy/targets.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -50,6 +51,34 @@ TEST(ScaledExpSumTest, NonFiniteAndFarBelowGiveZero) {
   EXPECT_EQ(out[2], 0.0f);
   EXPECT_EQ(out[3], 1.0f);
   EXPECT_EQ(sum, 1.0);
+}
+
+// Softmax against a double-precision one on fresh random inputs at odd sizes;
+// -inf entries give 0, any NaN makes the whole row NaN (as a scalar softmax).
+TEST(SoftmaxTest, MatchesDoubleReferenceAndPropagatesNaN) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> g(0, 4);
+  for (int64_t n : {1, 5, 16, 37, 1000}) {
+    std::vector<float> x(static_cast<size_t>(n));
+    for (float& v : x) v = g(rng);
+    if (n > 2) x[1] = -INFINITY;
+    std::vector<double> want(x.size());
+    double mx = -1e300, z = 0;
+    for (float v : x) mx = std::max(mx, double{v});
+    for (size_t i = 0; i < x.size(); ++i) z += want[i] = std::exp(double{x[i]} - mx);
+    std::vector<float> y = x;
+    Softmax(y.data(), n);
+    for (size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(y[i], want[i] / z, 1e-6) << "n " << n;
+    if (n > 2) {
+      EXPECT_EQ(y[1], 0.0f);
+    }
+    for (size_t at : {size_t{0}, x.size() - 1}) {  // a NaN in a whole vector, and in the tail
+      std::vector<float> w = x;
+      w[at] = NAN;
+      Softmax(w.data(), n);
+      for (float v : w) EXPECT_TRUE(std::isnan(v)) << "n " << n << " NaN at " << at;
+    }
+  }
 }
 
 }  // namespace
