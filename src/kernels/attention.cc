@@ -194,42 +194,46 @@ HWY_NOINLINE void WeightedSums(const float* w, int64_t w_stride, const float* co
   }
 }
 
-// n FP8 codes times `scale` into dst, the same values as KvCacheView::Load:
-// the NaN codes, which F32ToFp8E4M3 writes for a NaN, decode as +-480 in
-// DecodeFp8E4M3, above E4M3's largest finite 448; a row holding one is decoded
-// again through the scalar path (a running max costs two instructions per
-// vector where a per-vector NaN select cost the FP8 decode 20%).
-HWY_INLINE void DecodeRow(const uint8_t* src, int64_t n, float scale, float* dst) {
-  const DF df;
-  const int64_t L = static_cast<int64_t>(hn::Lanes(df));
-  const VF vs = hn::Set(df, scale);
-  VF peak = hn::Zero(df);
-  int64_t i = 0;
-  for (; i + L <= n; i += L) {
-    const VF v = DecodeFp8E4M3(df, src + i);
-    peak = hn::Max(peak, hn::Abs(v));
-    hn::StoreU(hn::Mul(v, vs), df, dst + i);
-  }
-  if (hn::GetLane(hn::MaxOfLanes(df, peak)) > 448.0f) i = 0;
-  for (; i < n; ++i) dst[i] = Fp8E4M3ToF32(src[i]) * scale;
-}
-
 // Row pointers of cache rows first .. first+n-1 at `offset` (`dim` floats): into
-// the cache for an f32 cache, else decoded into `buf` (n x dim floats).
+// the cache for an f32 cache, else decoded into `buf` (n x dim floats), the
+// same values as KvCacheView::Load. The NaN codes (0x7F, 0xFF), which
+// F32ToFp8E4M3 writes for a NaN, decode as +-480 in DecodeFp8E4M3: a running
+// max of the bytes' low 7 bits, 64 bytes per instruction, spots them, and the
+// rows are then decoded again through the scalar table (a NaN select per f32
+// vector cost the FP8 decode 20%, a max over the f32 values 6-10%).
 void RowPointers(const AttentionParams& p, const KvCacheView& cache, const AttentionSeq& s,
                  int64_t first, int64_t n, int64_t offset, int64_t dim, float scale, float* buf,
                  const float** rows) {
+  const DF df;
+  const hn::ScalableTag<uint8_t> d8;
+  const int64_t L = static_cast<int64_t>(hn::Lanes(df)), L8 = static_cast<int64_t>(hn::Lanes(d8));
+  const bool f32 = cache.dtype == DType::kF32;
+  const VF vs = hn::Set(df, scale);
+  const auto low7 = hn::Set(d8, uint8_t{0x7F});
+  auto peak = hn::Zero(d8);
+  bool nan = false;
   for (int64_t j = 0; j < n;) {  // a block's slots lie a token slot apart
     int64_t at = cache.SlotIndex(p.layer, s.block_table, first + j) + offset;
     for (int64_t slot = (first + j) % cache.block_size; slot < cache.block_size && j < n;
          ++slot, ++j, at += cache.floats_per_token) {
-      if (cache.dtype == DType::kF32) {
+      if (f32) {
         rows[j] = static_cast<const float*>(cache.base) + at;
-      } else {
-        DecodeRow(static_cast<const uint8_t*>(cache.base) + at, dim, scale, buf + j * dim);
-        rows[j] = buf + j * dim;
+        continue;
       }
+      const uint8_t* src = static_cast<const uint8_t*>(cache.base) + at;
+      float* dst = buf + j * dim;
+      int64_t i = 0;
+      for (; i + L8 <= dim; i += L8) peak = hn::Max(peak, hn::And(hn::LoadU(d8, src + i), low7));
+      for (; i < dim; ++i) nan |= (src[i] & 0x7F) == 0x7F;
+      for (i = 0; i + L <= dim; i += L)
+        hn::StoreU(hn::Mul(DecodeFp8E4M3(df, src + i), vs), df, dst + i);
+      for (; i < dim; ++i) dst[i] = Fp8E4M3ToF32(src[i]) * scale;
+      rows[j] = dst;
     }
+  }
+  if (nan || !hn::AllFalse(d8, hn::Eq(peak, low7))) {
+    for (int64_t j = 0; j < n; ++j)
+      cache.Load(p.layer, s.block_table, first + j, offset, dim, buf + j * dim, scale);
   }
 }
 
