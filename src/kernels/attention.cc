@@ -137,16 +137,18 @@ HWY_INLINE void PrefetchRow(const float* p, int64_t n) {
   for (int64_t i = 0; i < n; i += 16) hwy::Prefetch(p + i);
 }
 
+// Rows to prefetch while weighted sums run: rows[j] (`dim` floats) during
+// step j, for j < count.
+struct Ahead {
+  const float* const* rows = nullptr;
+  int64_t count = 0, dim = 0;
+};
+
 // out[r][i] (+)= sum over j of w[r * w_stride + j] * rows[j][i] for kR weight
 // rows: each element a chain of MulAdds in j order, from zero, or from out's
 // value when `accumulate` (a partial sum over earlier keys; storing and
 // reloading it leaves the chain exact). kR x kV accumulators stay in
 // registers while the value rows stream past once.
-// `ahead`: rows to prefetch (`ahead_dim` floats each), one per row j < ahead_count.
-struct Ahead {
-  const float* const* rows = nullptr;
-  int64_t count = 0, dim = 0;
-};
 
 template <int kR, int kV>
 HWY_INLINE void WeightedSumsBlock(const float* w, int64_t w_stride, const float* const* rows,
