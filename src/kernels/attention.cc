@@ -149,7 +149,6 @@ struct Ahead {
 // value when `accumulate` (a partial sum over earlier keys; storing and
 // reloading it leaves the chain exact). kR x kV accumulators stay in
 // registers while the value rows stream past once.
-
 template <int kR, int kV>
 HWY_INLINE void WeightedSumsBlock(const float* w, int64_t w_stride, const float* const* rows,
                                   int64_t count, float* const* out, int64_t i, bool accumulate,
