@@ -42,22 +42,35 @@ HWY_INLINE VF LoadW(DF df, const uint16_t* w) {  // bf16: the high half of an f3
 HWY_INLINE float ScalarW(const float* w) { return *w; }
 HWY_INLINE float ScalarW(const uint16_t* w) { return BF16ToF32(*w); }
 
+// Lane-strided partial sums per output element, so that consecutive FMAs do
+// not wait on each other. Two (vectors k/L even and odd) keep the FMA pipes of
+// a 16-lane target busy; at 8 lanes (AVX2: 16 registers, FMA latency 4 cycles
+// on two pipes) two chains cap a weight row at 4 weights per cycle, under one
+// thread's memory stream (Zen 3: bf16 decode at 68% of `membw`), so narrower
+// targets keep four: vector k/L mod 4.
+constexpr int kChains = kL >= 16 ? 2 : 4;
+
 // y[i, j] for i < MR rows of x and j < NR rows of w. Every element is computed
-// the same way for any MR/NR, so tiling cannot change results: two lane-strided
-// partial sums (vectors k/L even and odd, so consecutive FMAs do not wait on
-// each other), added, reduced across lanes, then the scalar tail.
+// the same way for any MR/NR, so tiling cannot change results: kChains
+// lane-strided partial sums, added pairwise ((0 + 1) + (2 + 3)), reduced
+// across lanes, then the scalar tail.
 // kEvenOdd (bf16 weights, x permuted by PermuteRows<2>): one load of 2L weights
 // gives the even elements (shifted into place) and the odd ones (masked), the
-// two partial sums; one full-width load per 2L weights instead of two widening
-// half loads streams a single weight row ~40% faster here (28 vs 20 GB/s).
+// two partial sums of a pair; one full-width load per 2L weights instead of two
+// widening half loads streams a single weight row ~40% faster here (28 vs 20
+// GB/s).
 template <int MR, int NR, typename WT, bool kEvenOdd = false>
 HWY_INLINE void Tile(const float* x, int64_t ldx, const WT* w, int64_t K, float* y, int64_t ldy) {
   const DF df;
   const int64_t L = static_cast<int64_t>(hn::Lanes(df));  // runtime width on scalable targets
-  VF acc0[MR][NR], acc1[MR][NR];
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) acc0[i][j] = acc1[i][j] = hn::Zero(df);
-  auto step = [&](int64_t k) HWY_ATTR {  // 2L weights of each row
+  constexpr int kPairs = kChains / 2;
+  VF acc[kChains][MR][NR];
+  for (int c = 0; c < kChains; ++c)
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j) acc[c][i][j] = hn::Zero(df);
+  // 2L weights of each row into chains 2 * pair and 2 * pair + 1.
+  auto step = [&](int64_t k, auto pair) HWY_ATTR {
+    constexpr int c0 = 2 * decltype(pair)::value;
     VF w0[NR], w1[NR];
     if constexpr (NR == 1) {  // decode: one row streams (prefill tiles prefetch per group)
       const auto* next = reinterpret_cast<const uint8_t*>(w + k) + kPrefetchAheadBytes;
@@ -77,29 +90,38 @@ HWY_INLINE void Tile(const float* x, int64_t ldx, const WT* w, int64_t K, float*
     for (int i = 0; i < MR; ++i) {
       const VF x0 = hn::LoadU(df, x + i * ldx + k), x1 = hn::LoadU(df, x + i * ldx + k + L);
       for (int j = 0; j < NR; ++j) {
-        acc0[i][j] = hn::MulAdd(x0, w0[j], acc0[i][j]);
-        acc1[i][j] = hn::MulAdd(x1, w1[j], acc1[i][j]);
+        acc[c0][i][j] = hn::MulAdd(x0, w0[j], acc[c0][i][j]);
+        acc[c0 + 1][i][j] = hn::MulAdd(x1, w1[j], acc[c0 + 1][i][j]);
       }
     }
   };
-  // Four steps per iteration, written out (see kUnrolledSteps).
+  using P0 = std::integral_constant<int, 0>;
+  using P1 = std::integral_constant<int, 1 % kPairs>;
+  static_assert(kUnrolledSteps == 4, "the steps below are written out");
   int64_t k = 0;
   for (; k + kUnrolledSteps * 2 * L <= K; k += kUnrolledSteps * 2 * L) {
-#pragma GCC unroll 4
-    for (int u = 0; u < kUnrolledSteps; ++u) step(k + u * 2 * L);
+    step(k, P0{});
+    step(k + 2 * L, P1{});
+    step(k + 4 * L, P0{});
+    step(k + 6 * L, P1{});
   }
-  for (; k + 2 * L <= K; k += 2 * L) step(k);
+  for (int s = 0; k + 2 * L <= K; k += 2 * L, ++s) {  // whole steps left: at most 3
+    if (s % kPairs == 0) step(k, P0{});
+    else step(k, P1{});
+  }
   if (k + L <= K) {
     for (int j = 0; j < NR; ++j) {
       const VF wv = LoadW(df, w + j * K + k);
       for (int i = 0; i < MR; ++i)
-        acc0[i][j] = hn::MulAdd(hn::LoadU(df, x + i * ldx + k), wv, acc0[i][j]);
+        acc[0][i][j] = hn::MulAdd(hn::LoadU(df, x + i * ldx + k), wv, acc[0][i][j]);
     }
     k += L;
   }
   for (int i = 0; i < MR; ++i) {
     for (int j = 0; j < NR; ++j) {
-      float s = hn::GetLane(hn::SumOfLanes(df, hn::Add(acc0[i][j], acc1[i][j])));
+      VF sum = hn::Add(acc[0][i][j], acc[1][i][j]);
+      if constexpr (kChains == 4) sum = hn::Add(sum, hn::Add(acc[2][i][j], acc[3][i][j]));
+      float s = hn::GetLane(hn::SumOfLanes(df, sum));
       for (int64_t kk = k; kk < K; ++kk) s += x[i * ldx + kk] * ScalarW(w + j * K + kk);
       y[i * ldy + j] = s;
     }
@@ -116,11 +138,29 @@ using Four = std::integral_constant<int, 4>;
 template <typename WT, bool kEvenOdd = false>
 void DenseBlock(const float* x, int64_t ldx, const WT* w, int64_t K, float* y, int64_t ldy,
                 int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-  constexpr int kM = 2, kN = 4;
   auto tile = [&](auto mr, auto nr, int64_t m, int64_t n) {
     Tile<decltype(mr)::value, decltype(nr)::value, WT, kEvenOdd>(x + m * ldx, ldx, w + n * K, K,
                                                                  y + m * ldy + n, ldy);
   };
+  if constexpr (kChains == 4) {
+    // 16 registers: tiles of up to 3 rows of x by one weight row (12
+    // accumulators), for decode and prefill alike. Prefill runs each tile of x
+    // (in L1) over a group of weight rows (in L2).
+    constexpr int64_t kGroup = 16;
+    const int64_t group = m1 - m0 <= kSmallRows ? 1 : kGroup;
+    for (int64_t g = n0; g < n1; g += group) {
+      const int64_t g1 = std::min(n1, g + group);
+      int64_t m = m0;
+      for (; m + 3 <= m1; m += 3)
+        for (int64_t n = g; n < g1; ++n) tile(Three{}, One{}, m, n);
+      for (int64_t n = g; n < g1; ++n) {
+        if (m1 - m == 2) tile(Two{}, One{}, m, n);
+        if (m1 - m == 1) tile(One{}, One{}, m, n);
+      }
+    }
+    return;
+  }
+  constexpr int kM = 2, kN = 4;
   if (m1 - m0 <= kSmallRows) {
     // Few rows (decode): bound by streaming the weights, which is fastest one
     // weight row at a time (a single sequential stream; interleaving four rows
@@ -232,11 +272,6 @@ HWY_INLINE VF LookupE2M1(VF table, VU32 idx) {
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
   // vpermps reads only bits 3:0 of each index: the 16-entry table is the whole code.
   return VF{_mm512_permutexvar_ps(idx.raw, table.raw)};
-#elif HWY_TARGET == HWY_AVX2
-  // vpermps (ymm) reads bits 2:0: the magnitude; bit 3 is the sign.
-  const DU32 du;
-  const VF mag{_mm256_permutevar8x32_ps(table.raw, idx.raw)};
-  return hn::Xor(mag, hn::BitCast(DF(), hn::And(hn::ShiftLeft<28>(idx), hn::Set(du, 0x80000000u))));
 #else
   const DU32 du;
   const DF df;
@@ -248,6 +283,52 @@ HWY_INLINE VF LookupE2M1(VF table, VU32 idx) {
   }
 #endif
 }
+
+#if HWY_TARGET == HWY_AVX2
+// A chunk of 64 E2M1 codes (32 bytes, low nibble = even weight) to the 8
+// vectors that LookupE2M1 gives one at a time (out[j] lane i = weight 8i + j),
+// by in-lane byte shuffles: 20 instructions instead of 40 (Zen 3 has no
+// 16-entry VPERMPS; the 8-entry one with the sign put back cost 5 per vector
+// and bound FP4 decode at ~2.4 weights per cycle). A VPSHUFB per nibble half
+// looks up the high and the low byte of the value as bf16 (exact for E2M1),
+// VPUNPCK{L,H}BW pairs them into bf16 words, and a shift or a mask widens a
+// word to f32, as the bf16 weight tile does. `order` first moves each 128-bit
+// half's bytes to 0,1,4,5,8,9,12,13, 2,3,6,7,10,11,14,15, so that the words of
+// lane i come from its own 4 bytes (weights 8i .. 8i + 7).
+struct E2M1Bytes {
+  __m256i hi, lo, order;
+  E2M1Bytes() {
+    alignas(32) uint8_t h[32], l[32];
+    for (int i = 0; i < 32; ++i) {
+      const uint16_t word = F32ToBF16(kE2M1Values[i % 16]);
+      h[i] = static_cast<uint8_t>(word >> 8);
+      l[i] = static_cast<uint8_t>(word & 0xFF);
+    }
+    hi = _mm256_load_si256(reinterpret_cast<const __m256i*>(h));
+    lo = _mm256_load_si256(reinterpret_cast<const __m256i*>(l));
+    order = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,  //
+                             0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+  }
+  HWY_INLINE void Decode(__m256i codes, VF out[8]) const {
+    const __m256i nibble = _mm256_set1_epi8(0x0F);
+    const __m256i c = _mm256_shuffle_epi8(codes, order);
+    const __m256i even = _mm256_and_si256(c, nibble);
+    const __m256i odd = _mm256_and_si256(_mm256_srli_epi16(c, 4), nibble);
+    const __m256i even_hi = _mm256_shuffle_epi8(hi, even), even_lo = _mm256_shuffle_epi8(lo, even);
+    const __m256i odd_hi = _mm256_shuffle_epi8(hi, odd), odd_lo = _mm256_shuffle_epi8(lo, odd);
+    // Lane i's words: bytes 4i, 4i+1 (unpacklo), 4i+2, 4i+3 (unpackhi) of its half.
+    const __m256i words[4] = {
+        _mm256_unpacklo_epi8(even_lo, even_hi), _mm256_unpacklo_epi8(odd_lo, odd_hi),
+        _mm256_unpackhi_epi8(even_lo, even_hi), _mm256_unpackhi_epi8(odd_lo, odd_hi)};
+    const __m256i high = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
+    for (int q = 0; q < 4; ++q) {  // words[q]: weights 8i + 4(q/2) + q%2 (low) and + 2 (high)
+      const int j = 4 * (q / 2) + q % 2;
+      out[j] = VF{_mm256_castsi256_ps(_mm256_slli_epi32(words[q], 16))};
+      out[j + 2] = VF{_mm256_castsi256_ps(_mm256_and_si256(words[q], high))};
+    }
+  }
+};
+#endif
 
 // L is kL; a template parameter so that only targets with 8 or 16 lanes instantiate it.
 template <int L>
@@ -263,6 +344,9 @@ struct Fp4Decoder {
   VF scale_mul;
   hn::Vec<hn::Repartition<uint8_t, DF>> spread;  // VPSHUFB indices: byte i/2 into the low
                                                  // byte of lane i, the rest zero
+#if HWY_TARGET == HWY_AVX2
+  E2M1Bytes bytes;  // the whole chunk decoded at Load
+#endif
 
   explicit Fp4Decoder(const LinearWeight& lw) : w(lw), nv(lw.format == WeightFormat::kNvfp4) {
     const DF df;
@@ -276,6 +360,9 @@ struct Fp4Decoder {
   struct Chunk {
     VU32 codes;
     VF scale;  // lane i: the decode scale of weights G*i .. G*i+7
+#if HWY_TARGET == HWY_AVX2
+    VF values[kG];
+#endif
   };
   HWY_INLINE Chunk Load(int64_t n, int64_t c) const {
     const DF df;
@@ -291,6 +378,9 @@ struct Fp4Decoder {
     }
     Chunk ch;
     ch.codes = hn::LoadU(du, reinterpret_cast<const uint32_t*>(packed));
+#if HWY_TARGET == HWY_AVX2
+    bytes.Decode(ch.codes.raw, ch.values);
+#endif
     const auto* sc = static_cast<const uint8_t*>(w.scales);
     if (nv) {
       // Lanes 2b, 2b+1 share block b's E4M3 byte: positive, so f32 bits = byte << 20
@@ -324,7 +414,11 @@ struct Fp4Decoder {
   }
   // Unscaled values of element j of each lane.
   HWY_INLINE VF Get(const Chunk& ch, int j) const {
+#if HWY_TARGET == HWY_AVX2
+    return ch.values[j];
+#else
     return LookupE2M1(table, hn::ShiftRightSame(ch.codes, 4 * j));
+#endif
   }
 };
 
