@@ -1,21 +1,20 @@
 #include "kernels/matmul.h"
-
 #include "kernels/matmul_internal.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/matmul.cc"
-#include <hwy/cache_control.h>
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/cache_control.h>
 #include <hwy/highway.h>
+
+#include "kernels/fp8-inl.h"
+#include "quant/nvfp4.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
 #include <vector>
-
-#include "kernels/fp8-inl.h"
-#include "quant/nvfp4.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace moerack {
