@@ -129,7 +129,7 @@ void BM_MatMulFormat(benchmark::State& state) {
 }
 BENCHMARK(BM_MatMulFormat)
     ->ArgNames({"fmt", "m", "n", "k", "threads", "act"})
-    ->ArgsProduct({{0, 1, 2, 3}, {1}, {128, 512, 65536}, {2048}, {1, 2}, {0, 1}})
+    ->ArgsProduct({{0, 1, 2, 3}, {1}, {128, 65536}, {2048}, {1, 2}, {0, 1}})
     ->ArgsProduct({{0, 1, 2, 3}, {128}, {4096}, {2048}, {1, 2}, {0, 1}})
     ->UseRealTime();
 
