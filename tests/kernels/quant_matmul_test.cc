@@ -241,6 +241,17 @@ TEST_P(QuantMatMulTest, RowBitIdenticalAloneAndInBatchOf37AtAnyThreads) {
   CheckRowBitIdentity(GetParam(), ActDType::kBF16);
 }
 
+// Each target tiles differently (AVX2: up to 3 rows of x by one weight row,
+// one row of x by two; AVX-512: 4x1 and 2x4), so each is checked, not only the best one here.
+TEST_P(QuantMatMulTest, RowBitIdenticalOnEveryCompiledTarget) {
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    SCOPED_TRACE(hwy::TargetName(target));
+    CheckRowBitIdentity(GetParam(), ActDType::kF32);
+  }
+  hwy::SetSupportedTargetsForTest(0);
+}
+
 TEST_P(QuantMatMulTest, ExpertFfnMatchesDequantizedWeights) {
   const Kind kind = GetParam();
   std::mt19937 rng(9);
