@@ -49,6 +49,12 @@ HWY_INLINE float ScalarW(const uint16_t* w) { return BF16ToF32(*w); }
 // GHz, barely above one Zen 3 thread's memory stream (~22), so narrower
 // targets keep four: vector k/L mod 4.
 constexpr int kChains = kL >= 16 ? 2 : 4;
+// How far ahead a streamed f32/bf16 weight row is prefetched. On Zen 3 (AVX2)
+// 4 KB, best on Zen 5, cost bench-moe bf16 decode ~20%: one thread 22-24 tok/s
+// at 4 KB, 26-30 at 1 KB, 23-27 at 512 B, 2 KB or none; two threads 44-47 at
+// 4 KB, 50-53 at 1 KB (interleaved rounds). Streaming two or four rows at once
+// was slower than one at 1 KB there too.
+constexpr int64_t kRowPrefetchAhead = kChains == 4 ? 1024 : kPrefetchAheadBytes;
 
 // y[i, j] for i < MR rows of x and j < NR rows of w. Every element is computed
 // the same way for any MR/NR, so tiling cannot change results: kChains
@@ -59,9 +65,7 @@ constexpr int kChains = kL >= 16 ? 2 : 4;
 // two partial sums of a pair; one full-width load per 2L weights instead of two
 // widening half loads streams a single weight row ~40% faster here (28 vs 20
 // GB/s).
-// kStream: decode, each weight row streamed from memory with a software
-// prefetch ahead (prefill tiles prefetch per group instead).
-template <int MR, int NR, typename WT, bool kEvenOdd = false, bool kStream = NR == 1>
+template <int MR, int NR, typename WT, bool kEvenOdd = false>
 HWY_INLINE void Tile(const float* x, int64_t ldx, const WT* w, int64_t K, float* y, int64_t ldy) {
   const DF df;
   const int64_t L = static_cast<int64_t>(hn::Lanes(df));  // runtime width on scalable targets
@@ -74,12 +78,11 @@ HWY_INLINE void Tile(const float* x, int64_t ldx, const WT* w, int64_t K, float*
   auto step = [&](int64_t k, auto pair) HWY_ATTR {
     constexpr int c0 = 2 * decltype(pair)::value;
     VF w0[NR], w1[NR];
-    // One prefetch per cache line (steps of 32 bytes prefetch every other step).
-    if (kStream && (2 * L * sizeof(WT) >= 64 || decltype(pair)::value == 0)) {
-      for (int j = 0; j < NR; ++j) {
-        const auto* next = reinterpret_cast<const uint8_t*>(w + j * K + k) + kPrefetchAheadBytes;
-        for (size_t b = 0; b < 2 * L * sizeof(WT); b += 64) hwy::Prefetch(next + b);
-      }
+    // Decode: one row streams (prefill tiles prefetch per group), one prefetch
+    // per cache line (steps of 32 bytes prefetch every other step).
+    if (NR == 1 && (2 * L * sizeof(WT) >= 64 || decltype(pair)::value == 0)) {
+      const auto* next = reinterpret_cast<const uint8_t*>(w + k) + kRowPrefetchAhead;
+      for (size_t b = 0; b < 2 * L * sizeof(WT); b += 64) hwy::Prefetch(next + b);
     }
     for (int j = 0; j < NR; ++j) {
       if constexpr (kEvenOdd) {
@@ -150,16 +153,6 @@ void DenseBlock(const float* x, int64_t ldx, const WT* w, int64_t K, float* y, i
                                                                  y + m * ldy + n, ldy);
   };
   if constexpr (kChains == 4) {
-    if (m1 - m0 == 1) {
-      // One row of x streams two weight rows at once (each output's sums as
-      // in any tile): bench-moe bf16 decode on one thread 25 -> 29-30 tok/s
-      // (Zen 3; a standalone row loop 14-15 -> 14-19 GB/s, a plain sum 19-23).
-      int64_t n = n0;
-      for (; n + 2 <= n1; n += 2)
-        Tile<1, 2, WT, kEvenOdd, true>(x + m0 * ldx, ldx, w + n * K, K, y + m0 * ldy + n, ldy);
-      if (n < n1) tile(One{}, One{}, m0, n);
-      return;
-    }
     // 16 registers: tiles of up to 3 rows of x by one weight row (12
     // accumulators), for decode and prefill alike. Prefill runs each tile of x
     // (in L1) over a group of weight rows (in L2).
