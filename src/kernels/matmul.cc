@@ -641,11 +641,13 @@ void PackedTiles(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64
   const int64_t ldx = K;
   const Dec dec(p.w);
   int64_t n = n0;
-  // Prefill unpacks 4 weight rows at a time once for all its rows (unpacking
-  // them again per 4 rows of x bound the GEMM) and runs 2x4 tiles over them,
-  // each x load feeding 4 weight rows.
+  // Prefill unpacks NR weight rows at a time once for all its rows (unpacking
+  // them again per 4 rows of x bound the GEMM) and runs 2 x NR tiles over
+  // them, each x load feeding NR weight rows: 4 with 32 registers, 2 on AVX2's
+  // 16 (2x4 spilled there: packed m=128 GEMMs 43-48 -> 47-52 GFLOP/s on one
+  // Zen 3 thread, old and new binaries alternated).
   if (rows > kSmallRows) {
-    constexpr int NR = 4;
+    constexpr int NR = kL >= 16 ? 4 : 2;
     const int64_t chunks = K / Dec::kChunk;
     uint32_t* unpacked = Scratch(tls_unpacked, NR * chunks * UnpackedRows<Dec>::kWordsPerChunk);
     for (; n + NR <= n1; n += NR) {
