@@ -50,10 +50,10 @@ HWY_INLINE float ScalarW(const uint16_t* w) { return BF16ToF32(*w); }
 // targets keep four: vector k/L mod 4.
 constexpr int kChains = kL >= 16 ? 2 : 4;
 // How far ahead a streamed f32/bf16 weight row is prefetched. On Zen 3 (AVX2)
-// 4 KB, best on Zen 5, cost bench-moe bf16 decode ~20%: one thread 22-24 tok/s
-// at 4 KB, 26-30 at 1 KB, 23-27 at 512 B, 2 KB or none; two threads 44-47 at
-// 4 KB, 50-53 at 1 KB (interleaved rounds). Streaming two or four rows at once
-// was slower than one at 1 KB there too.
+// 4 KB, best on Zen 5, cost bench-moe bf16 decode ~20%: one thread 22-24
+// tok/s at 4 KB, 26-30 at 1 KB, 23-29 at 512 B, 1.5 KB, 2 KB or none; two
+// threads 44-47 at 4 KB, 50-53 at 1 KB (interleaved rounds). Streaming two or
+// four rows at once was slower than one at 1 KB there too.
 constexpr int64_t kRowPrefetchAhead = kChains == 4 ? 1024 : kPrefetchAheadBytes;
 
 // y[i, j] for i < MR rows of x and j < NR rows of w. Every element is computed
@@ -74,8 +74,10 @@ HWY_INLINE void Tile(const float* x, int64_t ldx, const WT* w, int64_t K, float*
   for (int c = 0; c < kChains; ++c)
     for (int i = 0; i < MR; ++i)
       for (int j = 0; j < NR; ++j) acc[c][i][j] = hn::Zero(df);
-  // 2L weights of each row into chains 2 * pair and 2 * pair + 1.
-  auto step = [&](int64_t k, auto pair) HWY_ATTR {
+  // 2L weights of each row into chains 2 * pair and 2 * pair + 1. Always
+  // inlined: left a call (as ASan's instrumented build did), the accumulators
+  // live in memory, and the sanitizer suite's perplexity test ran 4 minutes.
+  auto step = [&](int64_t k, auto pair) HWY_ATTR __attribute__((always_inline)) {
     constexpr int c0 = 2 * decltype(pair)::value;
     VF w0[NR], w1[NR];
     // Decode: one row streams (prefill tiles prefetch per group), one prefetch
@@ -181,15 +183,9 @@ void DenseBlock(const float* x, int64_t ldx, const WT* w, int64_t K, float* y, i
       switch (m1 - m) {  // one tile for the 1-3 rows left (written out: through
                          // matmul_bf16.cc's ForRemainderTile, m=1 decode from L2
                          // ran 14% slower)
-        case 1:
-          tile(One{}, One{}, m, n);
-          break;
-        case 2:
-          tile(Two{}, One{}, m, n);
-          break;
-        case 3:
-          tile(Three{}, One{}, m, n);
-          break;
+        case 1: tile(One{}, One{}, m, n); break;
+        case 2: tile(Two{}, One{}, m, n); break;
+        case 3: tile(Three{}, One{}, m, n); break;
       }
     }
     return;
