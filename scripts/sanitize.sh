@@ -7,5 +7,9 @@ cd "$(dirname "$0")/.."
 ./scripts/deps.sh
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOERACK_SANITIZE=ON >/dev/null
 cmake --build build-asan -j "$(nproc)"
+# The held-out perplexity test is left to scripts/test.sh: it runs the bundled
+# model over the whole held-out text, which instrumented matmul tiles (their
+# accumulators kept in memory) turn from 10 s into 250 s on a 2-core AVX2 host.
 ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 \
-  ctest --test-dir build-asan --output-on-failure -j "$(nproc)"
+  ctest --test-dir build-asan --output-on-failure -j "$(nproc)" \
+  -E '^TrainedModelTest\.EvalPerplexityMatchesPyTorchEvaluation$'

@@ -74,10 +74,8 @@ HWY_INLINE void Tile(const float* x, int64_t ldx, const WT* w, int64_t K, float*
   for (int c = 0; c < kChains; ++c)
     for (int i = 0; i < MR; ++i)
       for (int j = 0; j < NR; ++j) acc[c][i][j] = hn::Zero(df);
-  // 2L weights of each row into chains 2 * pair and 2 * pair + 1. Always
-  // inlined: left a call (as ASan's instrumented build did), the accumulators
-  // live in memory, and the sanitizer suite's perplexity test ran 4 minutes.
-  auto step = [&](int64_t k, auto pair) HWY_ATTR __attribute__((always_inline)) {
+  // 2L weights of each row into chains 2 * pair and 2 * pair + 1.
+  auto step = [&](int64_t k, auto pair) HWY_ATTR {
     constexpr int c0 = 2 * decltype(pair)::value;
     VF w0[NR], w1[NR];
     // Decode: one row streams (prefill tiles prefetch per group), one prefetch
