@@ -78,8 +78,9 @@ HWY_INLINE void Tile(const float* x, int64_t ldx, const WT* w, int64_t K, float*
   auto step = [&](int64_t k, auto pair) HWY_ATTR {
     constexpr int c0 = 2 * decltype(pair)::value;
     VF w0[NR], w1[NR];
-    // Decode: one row streams (prefill tiles prefetch per group), one prefetch
-    // per cache line (steps of 32 bytes prefetch every other step).
+    // A single weight row streams along (decode; on AVX2 also prefill's 2x1
+    // tiles; AVX-512's 2x4 prefill tiles prefetch per group instead), one
+    // prefetch per cache line (steps of 32 bytes prefetch every other step).
     if (NR == 1 && (2 * L * sizeof(WT) >= 64 || decltype(pair)::value == 0)) {
       const auto* next = reinterpret_cast<const uint8_t*>(w + k) + kRowPrefetchAhead;
       for (size_t b = 0; b < 2 * L * sizeof(WT); b += 64) hwy::Prefetch(next + b);
@@ -573,7 +574,8 @@ HWY_INLINE void QTile(const float* xp, int64_t ldx, int64_t K, const Dec& dec, i
 // by a shift or a mask as in the bf16 dense tile), then the per-lane scale as
 // Dec::Load gives it. A source for QTile in Dec's place: the same values in the
 // same order, so results are bit-identical to QTile on Dec. Half the bytes of
-// f32 values keep a 4-row group (20 KB at K = 2048) and two rows of x in L1.
+// f32 values keep a group of 4 rows (20 KB at K = 2048; 2 on AVX2) and two
+// rows of x in L1.
 template <class Dec>
 struct UnpackedRows {
   static constexpr int kG = Dec::kG;
