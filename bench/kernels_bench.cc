@@ -111,7 +111,8 @@ void BM_MatMulFormat(benchmark::State& state) {
   const WeightFormat f = formats[state.range(0)];
   const int64_t m = state.range(1), n = state.range(2), k = state.range(3);
   ThreadPool pool(static_cast<int>(state.range(4)));
-  ActDTypeScope act(state.range(5) ? ActDType::kBF16 : ActDType::kF32);
+  const ActDType acts[] = {ActDType::kF32, ActDType::kBF16, ActDType::kInt8};
+  ActDTypeScope act(acts[state.range(5)]);
   BenchWeight w = MakeWeight(f, n, k);
   auto x = RandomF32(m * k, 2);
   std::vector<float> y(static_cast<size_t>(m * n));
@@ -120,7 +121,8 @@ void BM_MatMulFormat(benchmark::State& state) {
     MatMul(p, pool);
     benchmark::DoNotOptimize(y.data());
   }
-  state.SetLabel(std::string(WeightFormatName(f)) + (state.range(5) ? " act=bf16" : " act=f32"));
+  const char* act_names[] = {" act=f32", " act=bf16", " act=int8"};
+  state.SetLabel(std::string(WeightFormatName(f)) + act_names[state.range(5)]);
   state.SetBytesProcessed(state.iterations() * w.w.nbytes());
   state.counters["Gweights/s"] = benchmark::Counter(
       static_cast<double>(state.iterations()) * n * k / 1e9, benchmark::Counter::kIsRate);
@@ -131,6 +133,8 @@ BENCHMARK(BM_MatMulFormat)
     ->ArgNames({"fmt", "m", "n", "k", "threads", "act"})
     ->ArgsProduct({{0, 1, 2, 3}, {1}, {128, 65536}, {2048}, {1, 2}, {0, 1}})
     ->ArgsProduct({{0, 1, 2, 3}, {128}, {4096}, {2048}, {1, 2}, {0, 1}})
+    ->ArgsProduct({{2, 3}, {1}, {128, 384, 65536}, {2048}, {1, 2}, {2}})  // act=int8: FP4 only
+    ->ArgsProduct({{2, 3}, {128}, {4096}, {2048}, {1, 2}, {2}})
     ->UseRealTime();
 
 // The machine's f32 FMA peak per thread: kChains independent chains of

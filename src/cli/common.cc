@@ -50,7 +50,8 @@ void AddModelRunFlags(CLI::App& app, ModelRunFlags* f, const std::string& ep_hel
   app.add_option("--threads", f->threads, "Computing threads (per rank)")->check(CLI::Range(1, 1024));
   app.add_option("--kv-dtype", f->kv_dtype, "KV cache element type: f32 (default) or fp8 (E4M3)");
   app.add_option("--act-dtype", f->act_dtype,
-                 "Activation precision of the matmuls: f32 (default) or bf16 (AVX512-BF16 kernels)");
+                 "Activation precision of the matmuls: f32 (default), bf16 (AVX512-BF16 kernels) or "
+                 "int8 (NVFP4/MXFP4 weights only: x quantized per 32 values, W4A8)");
   app.add_option("--ep", f->ep,
                  "Expert-parallel ranks (" + ep_help +
                      "): threads of this process, or mpirun's ranks when launched by mpirun "

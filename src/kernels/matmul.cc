@@ -805,7 +805,8 @@ ActDTypeScope::~ActDTypeScope() { tls_act = previous_; }
 StatusOr<ActDType> ParseActDType(const std::string& name) {
   if (name == "f32") return ActDType::kF32;
   if (name == "bf16") return ActDType::kBF16;
-  return Error("--act-dtype '" + name + "' is not one of f32, bf16");
+  if (name == "int8") return ActDType::kInt8;
+  return Error("--act-dtype '" + name + "' is not one of f32, bf16, int8");
 }
 
 void GroupedMatMul(std::span<const GemmProblem> problems, ThreadPool& pool) {
@@ -848,11 +849,13 @@ void GroupedMatMul(std::span<const GemmProblem> problems, ThreadPool& pool) {
     tasks.insert(tasks.end(), pieces.begin(), pieces.end());
   }
   auto* run = HWY_DYNAMIC_DISPATCH(RunBlock);
-  const bool bf16 = tls_act == ActDType::kBF16;
+  const ActDType act = tls_act;
   pool.ParallelFor(static_cast<int64_t>(tasks.size()), [&](int64_t t, int) {
     const Task& task = tasks[t];
     const GemmProblem& p = problems[task.problem];
-    if (!bf16) return run(p, task.m0, task.m1, task.n0, task.n1);
+    if (act == ActDType::kInt8 && RunInt8ActivationBlock(p, task.m0, task.m1, task.n0, task.n1))
+      return;
+    if (act != ActDType::kBF16) return run(p, task.m0, task.m1, task.n0, task.n1);
     if (!RunBf16ActivationBlock(p, task.m0, task.m1, task.n0, task.n1))
       RunRoundedBlock(p, task.m0, task.m1, task.n0, task.n1, run);
   });

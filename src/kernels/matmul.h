@@ -35,8 +35,12 @@ struct GemmProblem {
 // as it is; kBF16 rounds x to bf16 (RNE) first and, on CPUs with AVX512-BF16,
 // multiplies with VDPBF16PS for bf16/nvfp4/mxfp4 weights (about twice the
 // unpacking throughput); elsewhere the f32 kernel runs on the rounded x.
+// kInt8 (W4A8) quantizes x to int8 per 32 values along K for NVFP4/MXFP4
+// weights (symmetric, d = amax/127, round half to even: llama.cpp's Q8_0
+// activations with an f32 scale) and sums exact integer products per 8
+// weights (matmul_int8.cc); other weights see x as it is (f32).
 // Models set it for the duration of a forward pass (ActDTypeScope).
-enum class ActDType : uint8_t { kF32, kBF16 };
+enum class ActDType : uint8_t { kF32, kBF16, kInt8 };
 class ActDTypeScope {
  public:
   explicit ActDTypeScope(ActDType t);
@@ -47,7 +51,7 @@ class ActDTypeScope {
  private:
   ActDType previous_;
 };
-// "f32" or "bf16"; an error naming the flag value otherwise.
+// "f32", "bf16" or "int8"; an error naming the flag value otherwise.
 StatusOr<ActDType> ParseActDType(const std::string& name);
 
 void MatMul(const GemmProblem& p, ThreadPool& pool);
@@ -66,5 +70,10 @@ void SetActivationObserver(ActivationObserver* observer);
 
 // Scalar reference: f64 accumulation over LinearWeight::DequantizeRange, for tests.
 void MatMulReference(const GemmProblem& p);
+
+// ActDType::kInt8, for tests: the portable kernel (bit-identical to the SIMD
+// one; FP4 weights only), and x[0, K) quantized to int8 and back (q · d).
+void MatMulInt8Portable(const GemmProblem& p);
+void QuantizeDequantizeInt8(const float* x, int64_t K, float* out);
 
 }  // namespace moerack

@@ -295,6 +295,8 @@ TEST_F(CliTest, QuantizeWritesALoadableCheckpoint) {
   EXPECT_NE(q.out.find("to nvfp4"), std::string::npos) << q.out;
   const RunResult g = Generate(out, "1,2,3", {"--act-dtype", "bf16", "--output-tokens"});
   ASSERT_EQ(g.status, 0) << g.err;
+  const RunResult g8 = Generate(out, "1,2,3", {"--act-dtype", "int8", "--output-tokens"});
+  ASSERT_EQ(g8.status, 0) << g8.err;
   const RunResult info = Run({"info", "--model", out});
   ASSERT_EQ(info.status, 0) << info.err;
   EXPECT_NE(info.out.find("modelopt NVFP4"), std::string::npos) << info.out;

@@ -166,6 +166,21 @@ void CheckAgainstReference(Kind kind, ActDType act = ActDType::kF32) {
     std::vector<float> y(static_cast<size_t>(m * (n + 1))), ref(y.size());
     p.y = y.data();
     MatMul(p, pool);
+    if (act == ActDType::kInt8 && IsFp4(kind)) {
+      // Bit for bit the portable kernel (the AVX2 one ran above on AVX2 hosts).
+      std::vector<float> portable(y.size());
+      p.y = portable.data();
+      MatMulInt8Portable(p);
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j)
+          ASSERT_EQ(y[i * (n + 1) + j], portable[i * (n + 1) + j]) << m << "x" << n << "x" << k;
+      for (int64_t i = 0; i < m; ++i) {
+        float* row = x.data() + 1 + i * ldx;
+        std::vector<float> q(static_cast<size_t>(k));
+        QuantizeDequantizeInt8(row, k, q.data());
+        std::copy(q.begin(), q.end(), row);
+      }
+    }
     if (act == ActDType::kBF16)
       for (float& v : x) v = BF16ToF32(F32ToBF16(v));
     p.y = ref.data();
@@ -200,6 +215,12 @@ TEST_P(QuantMatMulTest, EveryCompiledTargetMatchesReference) {
 
 TEST_P(QuantMatMulTest, Bf16ActivationsMatchReferenceOnRoundedX) {
   CheckAgainstReference(GetParam(), ActDType::kBF16);
+}
+
+// --act-dtype int8: FP4 weights against the reference on x quantized to int8
+// and back (and bit for bit against the portable kernel); others see x as it is.
+TEST_P(QuantMatMulTest, Int8ActivationsMatchReferenceOnQuantizedX) {
+  CheckAgainstReference(GetParam(), ActDType::kInt8);
 }
 
 void CheckRowBitIdentity(Kind kind, ActDType act) {
@@ -239,6 +260,7 @@ void CheckRowBitIdentity(Kind kind, ActDType act) {
 TEST_P(QuantMatMulTest, RowBitIdenticalAloneAndInBatchOf37AtAnyThreads) {
   CheckRowBitIdentity(GetParam(), ActDType::kF32);
   CheckRowBitIdentity(GetParam(), ActDType::kBF16);
+  CheckRowBitIdentity(GetParam(), ActDType::kInt8);
 }
 
 // Each target tiles differently (AVX2: up to 3 rows of x by one weight row,
@@ -282,6 +304,29 @@ INSTANTIATE_TEST_SUITE_P(Formats, QuantMatMulTest,
                          [](const auto& info) { return std::string(KindName(info.param)); });
 
 // LinearWeight decodes an NVFP4 tensor exactly as the quant layer does (ModelOpt's order).
+// Int8 activations: per 32 values d = amax/127 and q = round-half-even(x/d):
+// the block's largest |x| gives +-127, others are within d/2; a block of zeros
+// stays zero; the last, partial block has its own scale.
+TEST(Int8ActivationTest, QuantizesPerBlockOf32) {
+  std::vector<float> x(80);
+  for (int i = 0; i < 32; ++i) x[i] = 0.01f * static_cast<float>(i - 16);
+  x[5] = 1.0f;
+  x[6] = -0.5f;    // -63.5 -> -64 (half to even)
+  x[7] = 0.25f;    //  31.75 -> 32
+  // x[32..63] all zero; x[64..79]: a 16-value tail
+  for (int i = 64; i < 80; ++i) x[i] = 100.0f * static_cast<float>(i - 70);
+  std::vector<float> q(x.size());
+  QuantizeDequantizeInt8(x.data(), static_cast<int64_t>(x.size()), q.data());
+  const float d0 = 1.0f / 127.0f, d2 = 900.0f / 127.0f;
+  EXPECT_FLOAT_EQ(q[5], 127 * d0);
+  EXPECT_FLOAT_EQ(q[6], -64 * d0);
+  EXPECT_FLOAT_EQ(q[7], 32 * d0);
+  for (int i = 0; i < 32; ++i) EXPECT_LE(std::fabs(q[i] - x[i]), 0.5f * d0 * 1.0001f) << i;
+  for (int i = 32; i < 64; ++i) EXPECT_EQ(q[i], 0.0f) << i;
+  EXPECT_FLOAT_EQ(q[79], 127 * d2);
+  for (int i = 64; i < 80; ++i) EXPECT_LE(std::fabs(q[i] - x[i]), 0.5f * d2 * 1.0001f) << i;
+}
+
 TEST(LinearWeightTest, Nvfp4DecodeEqualsQuantLayer) {
   std::mt19937 rng(5);
   const int64_t n = 7, k = 96;
