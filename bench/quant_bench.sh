@@ -2,7 +2,8 @@
 # Issue-5 figures for BENCHMARKS.md: the shared benchmark model in bf16, fp8
 # (DeepSeek 128x128 blocks), nvfp4 and mxfp4 (both with --quantize-lm-head, as
 # llama.cpp's Q8_0 quantizes its output matrix too), decode and prefill at 1
-# and 2 threads with f32 and bf16 activations, batched decode at --num-seqs
+# and 2 threads with f32 and bf16 activations (and int8 for the FP4 formats),
+# batched decode at --num-seqs
 # 1/8/32, the kernels' compute rooflines and FMA peak, and llama.cpp F16 and
 # Q8_0 on the same weights in the same run.
 #   bench/quant_bench.sh [WORK_DIR]      (default /tmp; ~6 GB of models)
@@ -39,7 +40,8 @@ run() {  # model act threads num_seqs
 echo "## decode and prefill, one sequence"
 for t in 1 2; do
   for m in "" -fp8 -nvfp4 -mxfp4; do
-    for a in f32 bf16; do echo "moerack ${m:-bf16} act=$a threads=$t: $(run "$base$m" $a $t 1)"; done
+    acts="f32 bf16"; case $m in -nvfp4|-mxfp4) acts="f32 bf16 int8";; esac
+    for a in $acts; do echo "moerack ${m:-bf16} act=$a threads=$t: $(run "$base$m" $a $t 1)"; done
   done
   for g in f16 q8_0; do
     echo "llama.cpp $g threads=$t: $(bash "$peer" bench "$w/bench-moe-$g.gguf" $t 128 64 3 2>/dev/null | tail -1)"
@@ -47,7 +49,8 @@ for t in 1 2; do
 done
 echo "## batched decode, 2 threads"
 for m in "" -nvfp4; do
-  for a in f32 bf16; do
+  acts="f32 bf16"; [ "$m" = -nvfp4 ] && acts="f32 bf16 int8"
+  for a in $acts; do
     for n in 1 8 32; do echo "moerack ${m:-bf16} act=$a num-seqs=$n: $(run "$base$m" $a 2 $n)"; done
   done
 done
