@@ -238,46 +238,45 @@ MR_TARGET_AVX2 void QuantizeChunks(const float* x, int64_t K, uint8_t* out) {
   }
 }
 
-// Per-weight-row constants of the lane scales.
-struct ScaleConsts {
-  bool nv, fused;
-  float global;
-  __m256 mul;  // 2^120 * global (fused) or 2^120
-};
+// How a weight's block scale decodes, fixed per matrix (a template argument,
+// so the chunk loop has no branch on it).
+enum ScaleKind { kNvFused, kNvGeneral, kMx };
 
 // Lane u: the scale of weights 8u .. 8u+7 of chunk c, as WeightScale gives it.
-MR_TARGET_AVX2 inline __m256 LaneWeightScales(const LinearWeight& w, const ScaleConsts& k,
-                                              int64_t n, int64_t c) {
+// mul: 2^120 * global (kNvFused) or 2^120 (kNvGeneral).
+template <int kKind>
+MR_TARGET_AVX2 inline __m256 LaneWeightScales(const LinearWeight& w, __m256 mul, int64_t n,
+                                              int64_t c) {
   const auto* sc = static_cast<const uint8_t*>(w.scales);
   const int z = static_cast<int>(0x80808000u);  // index bit 7 zeroes a byte
-  if (k.nv) {  // lanes 2b, 2b+1: byte b of 4; f32 bits = byte << 20 read as 2^-120 x the value
+  if constexpr (kKind != kMx) {  // lanes 2b, 2b+1: byte b of 4; f32 bits = byte << 20 read as 2^-120 x the value
     uint32_t four;
     std::memcpy(&four, sc + n * w.cols / 16 + c * 4, 4);
     const __m256i spread = _mm256_setr_epi32(z | 0, z | 0, z | 1, z | 1, z | 2, z | 2, z | 3, z | 3);
     const __m256i e = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(four)), spread);
-    const __m256 v = _mm256_castsi256_ps(_mm256_slli_epi32(e, 20));
-    const __m256 s = _mm256_mul_ps(v, k.mul);
-    if (k.fused) return s;
-    return w.global_divides ? _mm256_div_ps(s, _mm256_set1_ps(k.global))
-                            : _mm256_mul_ps(s, _mm256_set1_ps(k.global));
+    const __m256 s = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_slli_epi32(e, 20)), mul);
+    if constexpr (kKind == kNvFused) return s;
+    return w.global_divides ? _mm256_div_ps(s, _mm256_set1_ps(w.global_scale))
+                            : _mm256_mul_ps(s, _mm256_set1_ps(w.global_scale));
+  } else {
+    uint16_t two;  // lanes 0-3: byte 0, 4-7: byte 1
+    std::memcpy(&two, sc + n * w.cols / 32 + c * 2, 2);
+    const __m256i spread = _mm256_setr_epi32(z | 0, z | 0, z | 0, z | 0, z | 1, z | 1, z | 1, z | 1);
+    const __m256i e = _mm256_shuffle_epi8(_mm256_set1_epi16(static_cast<int16_t>(two)), spread);
+    const __m256 zero = _mm256_castsi256_ps(_mm256_cmpeq_epi32(e, _mm256_setzero_si256()));
+    return _mm256_blendv_ps(_mm256_castsi256_ps(_mm256_slli_epi32(e, 23)),
+                            _mm256_set1_ps(0x1p-127f), zero);
   }
-  uint16_t two;  // lanes 0-3: byte 0, 4-7: byte 1
-  std::memcpy(&two, sc + n * w.cols / 32 + c * 2, 2);
-  const __m256i spread = _mm256_setr_epi32(z | 0, z | 0, z | 0, z | 0, z | 1, z | 1, z | 1, z | 1);
-  const __m256i e = _mm256_shuffle_epi8(_mm256_set1_epi16(static_cast<int16_t>(two)), spread);
-  const __m256 zero = _mm256_castsi256_ps(_mm256_cmpeq_epi32(e, _mm256_setzero_si256()));
-  return _mm256_blendv_ps(_mm256_castsi256_ps(_mm256_slli_epi32(e, 23)), _mm256_set1_ps(0x1p-127f),
-                          zero);
 }
 
 // Rows [0, MR) of quantized x (stride xstride bytes) by weight rows n .. n+NR-1.
-template <int MR, int NR>
-MR_TARGET_AVX2 void Tile(const uint8_t* xq, int64_t xstride, const LinearWeight& w,
-                         const ScaleConsts& k, int64_t n, float* y, int64_t ldy) {
-  const int64_t K = w.cols, chunks = K / kChunk;
+template <int MR, int NR, int kKind>
+MR_TARGET_AVX2 void Tile(const uint8_t* xq, int64_t xstride, const LinearWeight& w, __m256 mul,
+                         int64_t n, float* y, int64_t ldy) {
+  const int64_t K = w.cols, chunks = K / kChunk, per_scale = kKind == kMx ? 32 : 16;
   const auto* codes = static_cast<const uint8_t*>(w.data) + n * K / 2;
-  const auto* scales = static_cast<const uint8_t*>(w.scales) + n * K / (k.nv ? 16 : 32);
-  const int64_t scale_bytes = NR * K / (k.nv ? 16 : 32);  // the tile's, contiguous
+  const auto* scales = static_cast<const uint8_t*>(w.scales) + n * K / per_scale;
+  const int64_t scale_bytes = NR * K / per_scale;  // the tile's, contiguous
   const __m256i table =
       _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kCodeU8)));
   const __m256i nibble = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
@@ -298,7 +297,7 @@ MR_TARGET_AVX2 void Tile(const uint8_t* xq, int64_t xstride, const LinearWeight&
       const __m256i we = _mm256_shuffle_epi8(table, _mm256_and_si256(raw, nibble));
       const __m256i wo =
           _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(raw, 4), nibble));
-      const __m256 ws = LaneWeightScales(w, k, n + r, c);
+      const __m256 ws = LaneWeightScales<kKind>(w, mul, n + r, c);
       for (int i = 0; i < MR; ++i) {
         const uint8_t* o = xq + i * xstride + c * kChunkBytes;
         const __m256i xe = _mm256_load_si256(reinterpret_cast<const __m256i*>(o));
@@ -333,15 +332,15 @@ MR_TARGET_AVX2 void Tile(const uint8_t* xq, int64_t xstride, const LinearWeight&
   }
 }
 
-MR_TARGET_AVX2 void SimdBlock(const uint8_t* xq, int64_t xstride, int64_t rows,
-                              const LinearWeight& w, int64_t n0, int64_t n1, float* y, int64_t ldy) {
-  const bool fused = Nvfp4GlobalScaleFusable(w);
-  const ScaleConsts k{w.format == WeightFormat::kNvfp4, fused, w.global_scale,
-                      _mm256_set1_ps(fused ? 0x1p120f * w.global_scale : 0x1p120f)};
+template <int kKind>
+MR_TARGET_AVX2 void SimdBlockOf(const uint8_t* xq, int64_t xstride, int64_t rows,
+                                const LinearWeight& w, int64_t n0, int64_t n1, float* y,
+                                int64_t ldy) {
+  const __m256 mul = _mm256_set1_ps(kKind == kNvFused ? 0x1p120f * w.global_scale : 0x1p120f);
   if (rows == 1) {  // decode: four weight rows a tile (one x load, one lane reduction for four)
     int64_t n = n0;
-    for (; n + 4 <= n1; n += 4) Tile<1, 4>(xq, xstride, w, k, n, y + n, ldy);
-    for (; n < n1; ++n) Tile<1, 1>(xq, xstride, w, k, n, y + n, ldy);
+    for (; n + 4 <= n1; n += 4) Tile<1, 4, kKind>(xq, xstride, w, mul, n, y + n, ldy);
+    for (; n < n1; ++n) Tile<1, 1, kKind>(xq, xstride, w, mul, n, y + n, ldy);
     return;
   }
   // Groups of weight rows stay in L2 while every 4 rows of x (L1) pass over them.
@@ -351,18 +350,26 @@ MR_TARGET_AVX2 void SimdBlock(const uint8_t* xq, int64_t xstride, int64_t rows,
     int64_t m = 0;
     for (; m + 4 <= rows; m += 4)
       for (int64_t n = g; n < g1; ++n)
-        Tile<4, 1>(xq + m * xstride, xstride, w, k, n, y + m * ldy + n, ldy);
+        Tile<4, 1, kKind>(xq + m * xstride, xstride, w, mul, n, y + m * ldy + n, ldy);
     for (int64_t n = g; n < g1; ++n) {
       const uint8_t* x = xq + m * xstride;
       float* yn = y + m * ldy + n;
       switch (rows - m) {
-        case 1: Tile<1, 1>(x, xstride, w, k, n, yn, ldy); break;
-        case 2: Tile<2, 1>(x, xstride, w, k, n, yn, ldy); break;
-        case 3: Tile<3, 1>(x, xstride, w, k, n, yn, ldy); break;
+        case 1: Tile<1, 1, kKind>(x, xstride, w, mul, n, yn, ldy); break;
+        case 2: Tile<2, 1, kKind>(x, xstride, w, mul, n, yn, ldy); break;
+        case 3: Tile<3, 1, kKind>(x, xstride, w, mul, n, yn, ldy); break;
         default: break;
       }
     }
   }
+}
+
+void SimdBlock(const uint8_t* xq, int64_t xstride, int64_t rows, const LinearWeight& w, int64_t n0,
+               int64_t n1, float* y, int64_t ldy) {
+  if (w.format == WeightFormat::kMxfp4) return SimdBlockOf<kMx>(xq, xstride, rows, w, n0, n1, y, ldy);
+  if (Nvfp4GlobalScaleFusable(w))
+    return SimdBlockOf<kNvFused>(xq, xstride, rows, w, n0, n1, y, ldy);
+  SimdBlockOf<kNvGeneral>(xq, xstride, rows, w, n0, n1, y, ldy);
 }
 #else
 bool HasAvx2() { return false; }
