@@ -1,6 +1,7 @@
 #include "model/linear_loader.h"
 
 #include <cmath>
+#include <cstdio>
 
 #include "quant/mxfp4.h"
 #include "quant/nvfp4.h"
@@ -39,6 +40,31 @@ Status CheckBlock(const std::string& name, int64_t K, int64_t block) {
   return Status::Ok();
 }
 
+// Block scales the kernels can read: E4M3 bytes positive or zero and not NaN
+// (the AVX2 kernels take byte << 20 as f32 bits, which holds for those only;
+// ModelOpt and compressed-tensors write no others), E8M0 bytes not NaN.
+Status CheckBlockScales(const std::string& name, const TensorView& scale, bool nv) {
+  const auto* s = static_cast<const uint8_t*>(scale.data);
+  const int64_t n = scale.numel();
+  uint8_t any = 0;  // one pass without a branch per byte; the slow search only on failure
+  for (int64_t i = 0; i < n; ++i) {
+    const uint8_t b = s[i];
+    any |= nv ? static_cast<uint8_t>((b & 0x80) | ((b & 0x7f) == 0x7f)) : (b == kE8M0NaN);
+  }
+  if (any == 0) return Status::Ok();
+  for (int64_t i = 0; i < n; ++i) {
+    const uint8_t b = s[i];
+    if (nv ? (b & 0x80) != 0 || (b & 0x7f) == 0x7f : b == kE8M0NaN) {
+      char hex[8];
+      std::snprintf(hex, sizeof(hex), "0x%02x", b);
+      return Error("tensor '" + name + "': block scale " + std::to_string(i) + " is " + hex +
+                   (nv ? ", a negative or NaN E4M3 scale (NVFP4 block scales are >= 0)"
+                       : ", the E8M0 NaN (MXFP4 scales are powers of two)"));
+    }
+  }
+  return Status::Ok();
+}
+
 StatusOr<LinearWeight> LoadPackedFp4(const WeightStore& store, const std::string& prefix,
                                      const std::string& packed_name, int64_t N, int64_t K,
                                      bool compressed_tensors) {
@@ -56,6 +82,7 @@ StatusOr<LinearWeight> LoadPackedFp4(const WeightStore& store, const std::string
   MR_RETURN_IF_ERROR(CheckBlock(packed_name, K, block));
   MR_ASSIGN_OR_RETURN(TensorView packed, store.Get(packed_name, {N, K / 2}, {DType::kU8}));
   MR_ASSIGN_OR_RETURN(scale, store.Get(scale_name, {N, K / block}, {scale.dtype}));
+  MR_RETURN_IF_ERROR(CheckBlockScales(scale_name, scale, nv));
   w.format = nv ? WeightFormat::kNvfp4 : WeightFormat::kMxfp4;
   w.data = packed.data;
   w.scales = scale.data;

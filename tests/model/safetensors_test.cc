@@ -17,6 +17,8 @@
 
 #include "core/dtype.h"
 #include "core/mapped_file.h"
+#include "model/config.h"
+#include "model/linear_loader.h"
 
 namespace moerack {
 namespace {
@@ -420,6 +422,58 @@ TEST_F(SafetensorsTest, GetNamesTheTensorOnWrongShapeDtypeOrName) {
       << missing.status().message();
   EXPECT_FALSE(store->Has("layer.v"));
   EXPECT_TRUE(store->Has("layer.w"));
+}
+
+// Packed FP4 block scales the kernels cannot read (a negative or NaN E4M3
+// byte, the E8M0 NaN) fail the load with a message naming the tensor and the
+// scale; the same weights with valid scales load.
+TEST_F(SafetensorsTest, PackedFp4WithANegativeOrNanBlockScaleIsRejected) {
+  struct Case {
+    const char* name;
+    DType scale_dtype;
+    bool compressed_tensors;
+    uint8_t good, bad;
+  };
+  const Case cases[] = {
+      {"nvfp4 negative", DType::kFP8E4M3, false, 0x38, 0xb8},
+      {"nvfp4 nan", DType::kFP8E4M3, false, 0x38, 0x7f},
+      {"nvfp4 negative zero", DType::kFP8E4M3, true, 0x00, 0x80},
+      {"mxfp4 nan", DType::kFP8E8M0, true, 0x7f, 0xff},
+  };
+  const QuantConfig quant;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const bool nv = c.scale_dtype == DType::kFP8E4M3;
+    const int64_t N = 3, K = 64, blocks = K / (nv ? 16 : 32);
+    for (const bool corrupt : {false, true}) {
+      std::string scales(N * blocks, static_cast<char>(c.good));
+      if (corrupt) scales[N * blocks - 2] = static_cast<char>(c.bad);
+      const std::string packed_name = c.compressed_tensors ? "l.weight_packed" : "l.weight";
+      std::vector<TensorToWrite> tensors = {
+          {packed_name, DType::kU8, {N, K / 2}, std::string(N * K / 2, '\x5a')},
+          {"l.weight_scale", c.scale_dtype, {N, blocks}, scales},
+      };
+      if (nv) {
+        tensors.push_back({c.compressed_tensors ? "l.weight_global_scale" : "l.weight_scale_2",
+                           DType::kF32, {}, F32Bytes({0.25f})});
+      }
+      fs::remove_all(dir_);
+      fs::create_directories(dir_);
+      ASSERT_TRUE(WriteSafetensors(PathOf("model.safetensors"), tensors).ok());
+      auto store = OpenOrDie(dir_);
+      ASSERT_NE(store, nullptr);
+      auto w = LoadLinear(*store, quant, "l.weight", N, K);
+      if (!corrupt) {
+        EXPECT_TRUE(w.ok()) << w.status().message();
+        continue;
+      }
+      ASSERT_FALSE(w.ok());
+      const std::string& message = w.status().message();
+      EXPECT_NE(message.find("'l.weight_scale'"), std::string::npos) << message;
+      EXPECT_NE(message.find("block scale " + std::to_string(N * blocks - 2)), std::string::npos)
+          << message;
+    }
+  }
 }
 
 }  // namespace
