@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `mpirun -np N moerack logits|generate --ep N` writes exactly the bytes of
-# the single-rank run, for a Qwen3-MoE and a DeepSeek-V3 model; and a
+# the single-rank run, for a Qwen3-MoE and a DeepSeek-V3 model (also 4-bit
+# quantized with int8 activations); and a
 # rank-count mismatch is a clear error. Args: MPIEXEC MOERACK SOURCE_DIR N
 set -euo pipefail
 mpiexec=$1 bin=$2 src=$3 np=$4
@@ -23,6 +24,21 @@ for m in tiny-qwen3-moe tiny-deepseek-v3; do
     >"$out/ep.txt" 2>/dev/null
   cmp "$out/one.txt" "$out/ep.txt"
   echo "$m: mpirun -np $np logits and generate bit-identical"
+done
+# 4-bit experts with int8 activations (W4A8): each rank quantizes the rows of x
+# its experts receive, which must give the single rank's bytes too.
+for spec in tiny-qwen3-moe:nvfp4 tiny-deepseek-v3:mxfp4; do
+  m=${spec%%:*} fmt=${spec##*:}
+  "$bin" quantize --model "$src/tests/data/$m" --format "$fmt" --out "$out/q-$m" >/dev/null 2>&1
+  "$bin" logits --model "$out/q-$m" --tokens $tokens --decode-from 4 --act-dtype int8 \
+    --out "$out/one.npy"
+  "$mpiexec" --oversubscribe --allow-run-as-root -np "$np" \
+    "$bin" logits --model "$out/q-$m" --tokens $tokens --decode-from 4 --act-dtype int8 \
+    --ep "$np" --out "$out/ep.npy"
+  cmp "$out/one.npy" "$out/ep.npy"
+  "$bin" logits --model "$out/q-$m" --tokens $tokens --decode-from 4 --out "$out/f32.npy"
+  if cmp -s "$out/f32.npy" "$out/one.npy"; then echo "--act-dtype int8 changed nothing"; exit 1; fi
+  echo "$m $fmt, int8 activations: mpirun -np $np logits bit-identical"
 done
 if "$mpiexec" --oversubscribe --allow-run-as-root -np "$np" "$bin" logits \
      --model "$src/tests/data/tiny-qwen3-moe" --tokens 1,2 --ep 3 --out "$out/x.npy" 2>"$out/err"; then
