@@ -3,21 +3,24 @@
 // each row of x is quantized per 32 values along K (symmetric, d = amax/127,
 // q = round-half-even(x·127/amax)), and each weight as the integer 2·e2m1 in
 // [-12, 12] (exact), so a group's dot product is an exact integer sum of
-// products. Per 8 weights (one f32 lane) y += isum · (w_scale · d/2), an f32
-// FMA; lanes then add in a fixed tree, then a scalar tail. The order per output
-// element depends only on K and the format (DESIGN.md principle 2), and the
-// AVX2 kernel and the portable one give the same bits.
+// products. Per 16 weights (a group, one f32 lane) y += isum · (w_scale · d/2),
+// an f32 FMA; lanes then add in a fixed tree, then a scalar tail. The order per
+// output element depends only on K and the format (DESIGN.md principle 2), and
+// the AVX2 kernel and the portable one give the same bits.
 //
 // AVX2 layout. A 64-weight chunk is 32 code bytes (byte b: weights 2b, 2b+1).
 // Two VPSHUFB look up the low and the high nibbles as u8 = 2·e2m1 + 12 in
 // [0, 24]; x is stored per chunk as its even and its odd elements, so two
 // VPMADDUBSW (u8 weights × s8 x, pairs summed: at most 2·24·127, no
-// saturation), a VPADDW and a VPMADDWD by ones give in dword lane u the sum over
-// weights 8u .. 8u+7 (bytes 4u .. 4u+3 of each vector). Each quantized chunk of
-// x carries, per lane, 12·Σq (subtracted: the +12 offset) and d/2 of its
-// block. Per 64 weights and row of x: 11 integer instructions (5 of them
-// shared by up to 4 rows of x), the block scales' decode (4) and 3 float ones,
-// against 20 shuffles and 10 FMAs for the f32 path on AVX2.
+// saturation) and a VPADDW give in word pair u the sum over weights 8u .. 8u+7
+// (at most 12192). A step is two chunks: one VPHADDW of the two chunks' words
+// (at most 24384, exact) and a VPMADDWD by ones give in dword lane v the sum
+// over group kLaneGroup[v] of the step's eight groups of 16 (groups 0-3 from
+// the first chunk, 4-7 from the second), one NVFP4 block each. Each quantized
+// step of x carries, per lane, 12·Σq (subtracted: the +12 offset) and d/2 of
+// its block. Per 128 weights and row of x: 16 integer instructions (6 of them
+// shared by up to 4 rows of x), the block scales' decode (3) and 3 float ones;
+// one chunk a lane (8 weights) took 22 per 128 and two scale decodes.
 #include "kernels/matmul_internal.h"
 
 #if defined(__x86_64__)
@@ -36,16 +39,37 @@
 namespace moerack {
 namespace {
 
-constexpr int64_t kChunk = 64;        // weights per chunk (32 code bytes)
-constexpr int64_t kChunkBytes = 128;  // a chunk of quantized x: even, odd, d/2 and 12·Σq per lane
-constexpr int64_t kActBlock = 32;     // values of x per int8 scale
-constexpr int kOffset = 12;           // weights as unsigned bytes: 2·e2m1 + 12
+constexpr int64_t kChunk = 64;       // weights per chunk (32 code bytes)
+constexpr int64_t kStepBytes = 192;  // a step (two chunks) of quantized x: per chunk its even
+                                     // and odd values (64 bytes), then d/2 and 12·Σq per lane
+constexpr int64_t kTailBytes = 128;
+constexpr int64_t kActBlock = 32;    // values of x per int8 scale
+constexpr int kOffset = 12;          // weights as unsigned bytes: 2·e2m1 + 12
 // 2·e2m1(code) + 12.
 constexpr uint8_t kCodeU8[16] = {12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0};
+// Lane v of a step holds group kLaneGroup[v] (VPHADDW's order: per 128-bit
+// half two groups of the first chunk, then two of the second); its own inverse.
+constexpr int kLaneGroup[8] = {0, 1, 4, 5, 2, 3, 6, 7};
 
-// A row of quantized x: the chunks, then the tail (K % 64 values in order,
+// Steps of a row: ceil(chunks / 2); an odd last chunk's step has zeros for
+// its second chunk (values, d/2 and sums), and the kernels read no weights for it.
+int64_t Steps(int64_t K) { return (K / kChunk + 1) / 2; }
+// A row of quantized x: the steps, then the tail (K % 64 values in order,
 // then d/2 of its at most two blocks at byte 64).
-int64_t QuantizedRowBytes(int64_t K) { return (K / kChunk + 1) * kChunkBytes; }
+int64_t QuantizedRowBytes(int64_t K) { return Steps(K) * kStepBytes + kTailBytes; }
+const uint8_t* TailOf(const uint8_t* xq, int64_t K) { return xq + Steps(K) * kStepBytes; }
+
+// Chunk c's per-lane fields in its step: d/2 of each of its four groups' x
+// block, and 12 x each group's sum of q.
+void WriteChunkLanes(uint8_t* out, int64_t c, const int32_t group_sums[4], const float half_d[2]) {
+  uint8_t* step = out + c / 2 * kStepBytes;
+  for (int j = 0; j < 4; ++j) {
+    const int lane = kLaneGroup[4 * (c % 2) + j];
+    const int32_t off = kOffset * group_sums[j];
+    std::memcpy(step + 128 + 4 * lane, &half_d[j / 2], 4);
+    std::memcpy(step + 160 + 4 * lane, &off, 4);
+  }
+}
 
 thread_local ScratchVector<uint8_t> tls_xq;
 thread_local ScratchVector<int8_t> tls_q;
@@ -90,22 +114,19 @@ void QuantizeRowFrom(const float* x, int64_t K, int64_t c0, uint8_t* out) {
   const int64_t chunks = K / kChunk;
   for (int64_t c = c0; c < chunks; ++c) {
     const int8_t* qc = q + c * kChunk;
-    uint8_t* o = out + c * kChunkBytes;
+    uint8_t* o = out + c / 2 * kStepBytes + c % 2 * 64;
     for (int j = 0; j < 32; ++j) {
       o[j] = static_cast<uint8_t>(qc[2 * j]);
       o[32 + j] = static_cast<uint8_t>(qc[2 * j + 1]);
     }
-    for (int u = 0; u < 8; ++u) {
-      int32_t s = 0;
-      for (int t = 0; t < 8; ++t) s += qc[8 * u + t];
-      s *= kOffset;
-      std::memcpy(o + 64 + 4 * u, &half_d[(c * kChunk + 8 * u) / kActBlock], 4);
-      std::memcpy(o + 96 + 4 * u, &s, 4);
-    }
+    int32_t sums[4] = {};
+    for (int j = 0; j < 4; ++j)
+      for (int t = 0; t < 16; ++t) sums[j] += qc[16 * j + t];
+    WriteChunkLanes(out, c, sums, half_d + 2 * c);
   }
-  uint8_t* tail = out + chunks * kChunkBytes;
+  uint8_t* tail = out + Steps(K) * kStepBytes;
   const int64_t k0 = chunks * kChunk;
-  std::memset(tail, 0, kChunkBytes);
+  std::memset(tail, 0, kTailBytes);
   for (int64_t k = k0; k < K; ++k) tail[k - k0] = static_cast<uint8_t>(q[k]);
   for (int64_t b = 0; b < 2 && k0 + b * kActBlock < K; ++b)
     std::memcpy(tail + 64 + 4 * b, &half_d[k0 / kActBlock + b], 4);
@@ -130,7 +151,7 @@ float WeightScale(const LinearWeight& w, int64_t n, int64_t k) {
 // The K % 64 weights after the chunks, per group of 8 in order.
 float TailDot(const uint8_t* xq, const LinearWeight& w, int64_t n) {
   const int64_t K = w.cols, k0 = K / kChunk * kChunk;
-  const uint8_t* tail = xq + K / kChunk * kChunkBytes;
+  const uint8_t* tail = TailOf(xq, K);
   const auto* codes = static_cast<const uint8_t*>(w.data) + n * K / 2;
   float t = 0;
   for (int64_t g = k0; g < K; g += 8) {
@@ -154,18 +175,24 @@ float DotPortable(const uint8_t* xq, const LinearWeight& w, int64_t n) {
   const int64_t K = w.cols, chunks = K / kChunk;
   const auto* codes = static_cast<const uint8_t*>(w.data) + n * K / 2;
   float acc[8] = {};
-  for (int64_t c = 0; c < chunks; ++c) {
-    const uint8_t* cc = codes + c * 32;
-    const uint8_t* o = xq + c * kChunkBytes;
-    for (int u = 0; u < 8; ++u) {
+  for (int64_t st = 0; st < Steps(K); ++st) {
+    const uint8_t* o = xq + st * kStepBytes;
+    for (int v = 0; v < 8; ++v) {
+      const int g = kLaneGroup[v];
+      const int64_t c = 2 * st + g / 4;
       int32_t s = 0;
-      for (int b = 4 * u; b < 4 * u + 4; ++b) {
-        s += kCodeU8[cc[b] & 15] * static_cast<int8_t>(o[b]) +
-             kCodeU8[cc[b] >> 4] * static_cast<int8_t>(o[32 + b]);
+      float ls = 0;  // the absent second chunk of an odd last step: 0 · 0
+      if (c < chunks) {
+        const uint8_t* cc = codes + c * 32;
+        const uint8_t* xc = o + g / 4 * 64;
+        for (int b = 8 * (g % 4); b < 8 * (g % 4) + 8; ++b) {
+          s += kCodeU8[cc[b] & 15] * static_cast<int8_t>(xc[b]) +
+               kCodeU8[cc[b] >> 4] * static_cast<int8_t>(xc[32 + b]);
+        }
+        ls = WeightScale(w, n, c * kChunk + 16 * (g % 4)) * LoadF32(o + 128 + 4 * v);
       }
-      s -= LoadI32(o + 96 + 4 * u);
-      const float ls = WeightScale(w, n, c * kChunk + 8 * u) * LoadF32(o + 64 + 4 * u);
-      acc[u] = std::fma(static_cast<float>(s), ls, acc[u]);
+      s -= LoadI32(o + 160 + 4 * v);
+      acc[v] = std::fma(static_cast<float>(s), ls, acc[v]);
     }
   }
   const float sum = LaneTree(acc);
@@ -224,19 +251,21 @@ MR_TARGET_AVX2 void QuantizeChunks(const float* x, int64_t K, uint8_t* out) {
           _mm256_permutevar8x32_epi32(_mm256_packs_epi16(w01, w23), order), split);
       nat[b] = _mm256_permute4x64_epi64(nat[b], 0xD8);  // even qwords, then odd ones
     }
-    uint8_t* o = out + c * kChunkBytes;
+    uint8_t* o = out + c / 2 * kStepBytes + c % 2 * 64;
     _mm256_store_si256(reinterpret_cast<__m256i*>(o), _mm256_permute2x128_si256(nat[0], nat[1], 0x20));
     _mm256_store_si256(reinterpret_cast<__m256i*>(o + 32),
                        _mm256_permute2x128_si256(nat[0], nat[1], 0x31));
-    _mm256_store_ps(reinterpret_cast<float*>(o + 64),
-                    _mm256_permute2f128_ps(half_d[0], half_d[1], 0x20));
-    // Lane u: 12 x the sum of q[8u .. 8u+7].
+    // Group j (q[16j .. 16j+15]): the sums of vectors 2j and 2j+1.
     const __m256i t0 = _mm256_hadd_epi32(_mm256_hadd_epi32(q[0], q[1]), _mm256_hadd_epi32(q[2], q[3]));
     const __m256i t1 = _mm256_hadd_epi32(_mm256_hadd_epi32(q[4], q[5]), _mm256_hadd_epi32(q[6], q[7]));
-    const __m256i sums = _mm256_add_epi32(_mm256_permute2x128_si256(t0, t1, 0x20),
-                                          _mm256_permute2x128_si256(t0, t1, 0x31));
-    _mm256_store_si256(reinterpret_cast<__m256i*>(o + 96),
-                       _mm256_mullo_epi32(sums, _mm256_set1_epi32(kOffset)));
+    alignas(32) int32_t eighths[8];  // lane u: the sum of q[8u .. 8u+7]
+    _mm256_store_si256(reinterpret_cast<__m256i*>(eighths),
+                       _mm256_add_epi32(_mm256_permute2x128_si256(t0, t1, 0x20),
+                                        _mm256_permute2x128_si256(t0, t1, 0x31)));
+    const int32_t sums[4] = {eighths[0] + eighths[1], eighths[2] + eighths[3],
+                             eighths[4] + eighths[5], eighths[6] + eighths[7]};
+    const float hd[2] = {_mm256_cvtss_f32(half_d[0]), _mm256_cvtss_f32(half_d[1])};
+    WriteChunkLanes(out, c, sums, hd);
   }
 }
 
@@ -244,30 +273,87 @@ MR_TARGET_AVX2 void QuantizeChunks(const float* x, int64_t K, uint8_t* out) {
 // so the chunk loop has no branch on it).
 enum ScaleKind { kNvFused, kNvGeneral, kMx };
 
-// Lane u: the scale of weights 8u .. 8u+7 of chunk c, as WeightScale gives it.
+// Lane v: the scale of group kLaneGroup[v] of step st, as WeightScale gives it
+// (kHalf: the step's second chunk absent, its lanes' bytes zero, none read).
 // mul: 2^120 * global (kNvFused) or 2^120 (kNvGeneral).
-template <int kKind>
+template <int kKind, bool kHalf>
 MR_TARGET_AVX2 inline __m256 LaneWeightScales(const LinearWeight& w, __m256 mul, int64_t n,
-                                              int64_t c) {
+                                              int64_t st) {
   const auto* sc = static_cast<const uint8_t*>(w.scales);
   const int z = static_cast<int>(0x80808000u);  // index bit 7 zeroes a byte
-  if constexpr (kKind != kMx) {  // lanes 2b, 2b+1: byte b of 4; f32 bits = byte << 20 read as 2^-120 x the value
-    uint32_t four;
-    std::memcpy(&four, sc + n * w.cols / 16 + c * 4, 4);
-    const __m256i spread = _mm256_setr_epi32(z | 0, z | 0, z | 1, z | 1, z | 2, z | 2, z | 3, z | 3);
-    const __m256i e = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(four)), spread);
+  if constexpr (kKind != kMx) {  // group g: byte g of 8; f32 bits = byte << 20 read as 2^-120 x the value
+    __m256i bytes;
+    if constexpr (kHalf) {
+      uint32_t four;
+      std::memcpy(&four, sc + n * w.cols / 16 + st * 8, 4);
+      bytes = _mm256_set1_epi32(static_cast<int>(four));
+    } else {
+      uint64_t eight;
+      std::memcpy(&eight, sc + n * w.cols / 16 + st * 8, 8);
+      bytes = _mm256_set1_epi64x(static_cast<int64_t>(eight));
+    }
+    const int g4 = kHalf ? -1 : z | 4, g5 = kHalf ? -1 : z | 5, g6 = kHalf ? -1 : z | 6,
+              g7 = kHalf ? -1 : z | 7;
+    const __m256i spread = _mm256_setr_epi32(z | 0, z | 1, g4, g5, z | 2, z | 3, g6, g7);
+    const __m256i e = _mm256_shuffle_epi8(bytes, spread);
     const __m256 s = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_slli_epi32(e, 20)), mul);
     if constexpr (kKind == kNvFused) return s;
     return w.global_divides ? _mm256_div_ps(s, _mm256_set1_ps(w.global_scale))
                             : _mm256_mul_ps(s, _mm256_set1_ps(w.global_scale));
   } else {
-    uint16_t two;  // lanes 0-3: byte 0, 4-7: byte 1
-    std::memcpy(&two, sc + n * w.cols / 32 + c * 2, 2);
-    const __m256i spread = _mm256_setr_epi32(z | 0, z | 0, z | 0, z | 0, z | 1, z | 1, z | 1, z | 1);
-    const __m256i e = _mm256_shuffle_epi8(_mm256_set1_epi16(static_cast<int16_t>(two)), spread);
+    // Group g: MX block g / 2 (byte g / 2 of 4).
+    __m256i bytes;
+    if constexpr (kHalf) {
+      uint16_t two;
+      std::memcpy(&two, sc + n * w.cols / 32 + st * 4, 2);
+      bytes = _mm256_set1_epi16(static_cast<int16_t>(two));
+    } else {
+      uint32_t four;
+      std::memcpy(&four, sc + n * w.cols / 32 + st * 4, 4);
+      bytes = _mm256_set1_epi32(static_cast<int>(four));
+    }
+    const int g2 = kHalf ? -1 : z | 2, g3 = kHalf ? -1 : z | 3;
+    const __m256i spread = _mm256_setr_epi32(z | 0, z | 0, g2, g2, z | 1, z | 1, g3, g3);
+    const __m256i e = _mm256_shuffle_epi8(bytes, spread);
     const __m256 zero = _mm256_castsi256_ps(_mm256_cmpeq_epi32(e, _mm256_setzero_si256()));
     return _mm256_blendv_ps(_mm256_castsi256_ps(_mm256_slli_epi32(e, 23)),
                             _mm256_set1_ps(0x1p-127f), zero);
+  }
+}
+
+// One step (chunks 2st and 2st+1; kHalf: the first only) of rows [0, MR) of
+// quantized x by weight rows n .. n+NR-1, into acc.
+template <int MR, int NR, int kKind, bool kHalf>
+MR_TARGET_AVX2 inline void Step(const uint8_t* xq, int64_t xstride, const LinearWeight& w,
+                                __m256 mul, int64_t n, const uint8_t* codes, int64_t st,
+                                __m256 (&acc)[NR][MR]) {
+  const int64_t K = w.cols;
+  const __m256i table =
+      _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kCodeU8)));
+  const __m256i nibble = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  for (int r = 0; r < NR; ++r) {
+    __m256i we[2], wo[2];
+    for (int h = 0; h < (kHalf ? 1 : 2); ++h) {
+      const __m256i raw = _mm256_loadu_si256(
+          reinterpret_cast<const __m256i*>(codes + r * K / 2 + (2 * st + h) * 32));
+      we[h] = _mm256_shuffle_epi8(table, _mm256_and_si256(raw, nibble));
+      wo[h] = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(raw, 4), nibble));
+    }
+    const __m256 ws = LaneWeightScales<kKind, kHalf>(w, mul, n + r, st);
+    for (int i = 0; i < MR; ++i) {
+      const uint8_t* o = xq + i * xstride + st * kStepBytes;
+      __m256i s16[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+      for (int h = 0; h < (kHalf ? 1 : 2); ++h) {
+        const __m256i xe = _mm256_load_si256(reinterpret_cast<const __m256i*>(o + 64 * h));
+        const __m256i xo = _mm256_load_si256(reinterpret_cast<const __m256i*>(o + 64 * h + 32));
+        s16[h] = _mm256_add_epi16(_mm256_maddubs_epi16(we[h], xe), _mm256_maddubs_epi16(wo[h], xo));
+      }
+      const __m256i s32 =
+          _mm256_sub_epi32(_mm256_madd_epi16(_mm256_hadd_epi16(s16[0], s16[1]), ones),
+                           _mm256_load_si256(reinterpret_cast<const __m256i*>(o + 160)));
+      const __m256 ls = _mm256_mul_ps(ws, _mm256_load_ps(reinterpret_cast<const float*>(o + 128)));
+      acc[r][i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), ls, acc[r][i]);
+    }
   }
 }
 
@@ -279,40 +365,23 @@ MR_TARGET_AVX2 void Tile(const uint8_t* xq, int64_t xstride, const LinearWeight&
   const auto* codes = static_cast<const uint8_t*>(w.data) + n * K / 2;
   const auto* scales = static_cast<const uint8_t*>(w.scales) + n * K / per_scale;
   const int64_t scale_bytes = NR * K / per_scale;  // the tile's, contiguous
-  const __m256i table =
-      _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kCodeU8)));
-  const __m256i nibble = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
   __m256 acc[NR][MR];
   for (int r = 0; r < NR; ++r)
     for (int i = 0; i < MR; ++i) acc[r][i] = _mm256_setzero_ps();
-  for (int64_t c = 0; c < chunks; ++c) {
+  for (int64_t st = 0; st < chunks / 2; ++st) {
     // The tile's NR rows of codes are contiguous: prefetch as one stream read
-    // at NR x 32 bytes a chunk, and the next tiles' scales during the first chunks.
-    for (int line = 0; line < NR * 32; line += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(codes + c * NR * 32 + line + kPrefetchAheadBytes),
+    // at NR x 64 bytes a step, and the next tiles' scales during the first steps.
+    for (int line = 0; line < NR * 64; line += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(codes + st * NR * 64 + line + kPrefetchAheadBytes),
                    _MM_HINT_T0);
-    if (c * 64 < scale_bytes)
-      _mm_prefetch(reinterpret_cast<const char*>(scales + 2 * scale_bytes + c * 64), _MM_HINT_T0);
-    for (int r = 0; r < NR; ++r) {
-      const __m256i raw =
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + r * K / 2 + c * 32));
-      const __m256i we = _mm256_shuffle_epi8(table, _mm256_and_si256(raw, nibble));
-      const __m256i wo =
-          _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(raw, 4), nibble));
-      const __m256 ws = LaneWeightScales<kKind>(w, mul, n + r, c);
-      for (int i = 0; i < MR; ++i) {
-        const uint8_t* o = xq + i * xstride + c * kChunkBytes;
-        const __m256i xe = _mm256_load_si256(reinterpret_cast<const __m256i*>(o));
-        const __m256i xo = _mm256_load_si256(reinterpret_cast<const __m256i*>(o + 32));
-        const __m256i s16 =
-            _mm256_add_epi16(_mm256_maddubs_epi16(we, xe), _mm256_maddubs_epi16(wo, xo));
-        const __m256i s32 = _mm256_sub_epi32(
-            _mm256_madd_epi16(s16, ones), _mm256_load_si256(reinterpret_cast<const __m256i*>(o + 96)));
-        const __m256 ls = _mm256_mul_ps(ws, _mm256_load_ps(reinterpret_cast<const float*>(o + 64)));
-        acc[r][i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), ls, acc[r][i]);
-      }
+    if (st * 128 < scale_bytes) {
+      _mm_prefetch(reinterpret_cast<const char*>(scales + 2 * scale_bytes + st * 128), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(scales + 2 * scale_bytes + st * 128 + 64),
+                   _MM_HINT_T0);
     }
+    Step<MR, NR, kKind, false>(xq, xstride, w, mul, n, codes, st, acc);
   }
+  if (chunks % 2 != 0) Step<MR, NR, kKind, true>(xq, xstride, w, mul, n, codes, chunks / 2, acc);
   const bool tail = K % kChunk != 0;
   for (int i = 0; i < MR; ++i) {
     alignas(32) float sums[NR];
@@ -385,6 +454,8 @@ void Int8Block(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t
   uint8_t* xq = Scratch(tls_xq, rows * stride);
   for (int64_t r = 0; r < rows; ++r) {
     const float* x = p.x + (m0 + r) * p.x_stride;
+    if (K / kChunk % 2 != 0)  // the absent chunk of the last step reads as zeros
+      std::memset(xq + r * stride + (Steps(K) - 1) * kStepBytes, 0, kStepBytes);
     if (simd) QuantizeChunks(x, K, xq + r * stride);
     QuantizeRowFrom(x, K, simd ? K / kChunk : 0, xq + r * stride);
   }

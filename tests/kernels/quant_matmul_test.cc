@@ -154,10 +154,11 @@ void CheckAgainstReference(Kind kind, ActDType act = ActDType::kF32) {
   ThreadPool pool(2);
   ActDTypeScope scope(act);
   const int64_t q = KMultiple(kind);
-  // K: below, at and past the SIMD chunk (64 or 128 weights), with tails.
+  // K: below, at and past the SIMD chunk (64 or 128 weights), with tails; an
+  // odd number of 64-weight chunks (the int8 kernel's half step).
   for (auto [m, n, kq] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {3, 5, 7}, {5, 17, 33},
                           {1, 9, 128 / q + 1}, {8, 64, 256 / q}, {37, 19, 1040 / q},
-                          {2, 130, 2048 / q}}) {
+                          {2, 130, 2048 / q}, {3, 11, 192 / q}, {5, 6, 704 / q + 1}}) {
     const int64_t k = kq * q;
     OwnedWeight w = RandomWeight(kind, n, k, rng);
     const int64_t ldx = k + 3;
