@@ -273,6 +273,14 @@ MR_TARGET_AVX2 void QuantizeChunks(const float* x, int64_t K, uint8_t* out) {
 // so the chunk loop has no branch on it).
 enum ScaleKind { kNvFused, kNvGeneral, kMx };
 
+// kBytes (2, 4 or 8) bytes at p in bytes 0 .. kBytes-1 of every qword.
+template <int kBytes>
+MR_TARGET_AVX2 inline __m256i BroadcastBytes(const uint8_t* p) {
+  uint64_t v = 0;
+  std::memcpy(&v, p, kBytes);
+  return _mm256_set1_epi64x(static_cast<int64_t>(v));
+}
+
 // Lane v: the scale of group kLaneGroup[v] of step st, as WeightScale gives it
 // (kHalf: the step's second chunk absent, its lanes' bytes zero, none read).
 // mul: 2^120 * global (kNvFused) or 2^120 (kNvGeneral).
@@ -282,16 +290,7 @@ MR_TARGET_AVX2 inline __m256 LaneWeightScales(const LinearWeight& w, __m256 mul,
   const auto* sc = static_cast<const uint8_t*>(w.scales);
   const int z = static_cast<int>(0x80808000u);  // index bit 7 zeroes a byte
   if constexpr (kKind != kMx) {  // group g: byte g of 8; f32 bits = byte << 20 read as 2^-120 x the value
-    __m256i bytes;
-    if constexpr (kHalf) {
-      uint32_t four;
-      std::memcpy(&four, sc + n * w.cols / 16 + st * 8, 4);
-      bytes = _mm256_set1_epi32(static_cast<int>(four));
-    } else {
-      uint64_t eight;
-      std::memcpy(&eight, sc + n * w.cols / 16 + st * 8, 8);
-      bytes = _mm256_set1_epi64x(static_cast<int64_t>(eight));
-    }
+    const __m256i bytes = BroadcastBytes<kHalf ? 4 : 8>(sc + n * w.cols / 16 + st * 8);
     const int g4 = kHalf ? -1 : z | 4, g5 = kHalf ? -1 : z | 5, g6 = kHalf ? -1 : z | 6,
               g7 = kHalf ? -1 : z | 7;
     const __m256i spread = _mm256_setr_epi32(z | 0, z | 1, g4, g5, z | 2, z | 3, g6, g7);
@@ -302,16 +301,7 @@ MR_TARGET_AVX2 inline __m256 LaneWeightScales(const LinearWeight& w, __m256 mul,
                             : _mm256_mul_ps(s, _mm256_set1_ps(w.global_scale));
   } else {
     // Group g: MX block g / 2 (byte g / 2 of 4).
-    __m256i bytes;
-    if constexpr (kHalf) {
-      uint16_t two;
-      std::memcpy(&two, sc + n * w.cols / 32 + st * 4, 2);
-      bytes = _mm256_set1_epi16(static_cast<int16_t>(two));
-    } else {
-      uint32_t four;
-      std::memcpy(&four, sc + n * w.cols / 32 + st * 4, 4);
-      bytes = _mm256_set1_epi32(static_cast<int>(four));
-    }
+    const __m256i bytes = BroadcastBytes<kHalf ? 2 : 4>(sc + n * w.cols / 32 + st * 4);
     const int g2 = kHalf ? -1 : z | 2, g3 = kHalf ? -1 : z | 3;
     const __m256i spread = _mm256_setr_epi32(z | 0, z | 0, g2, g2, z | 1, z | 1, g3, g3);
     const __m256i e = _mm256_shuffle_epi8(bytes, spread);
