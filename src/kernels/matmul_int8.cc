@@ -18,9 +18,9 @@
 // over group kLaneGroup[v] of the step's eight groups of 16 (groups 0-3 from
 // the first chunk, 4-7 from the second), one NVFP4 block each. Each quantized
 // step of x carries, per lane, 12·Σq (subtracted: the +12 offset) and d/2 of
-// its block. Per 128 weights and row of x: 16 integer instructions (6 of them
-// shared by up to 4 rows of x), the block scales' decode (3) and 3 float ones;
-// one chunk a lane (8 weights) took 22 per 128 and two scale decodes.
+// its block. Per 128 weights and row of x: 19 integer instructions (10 of them
+// shared by up to 4 rows of x), the block scales' decode (4) and 3 float ones,
+// 26 in all; a lane per 8 weights took 36 (two scale decodes, FMAs, ...).
 #include "kernels/matmul_internal.h"
 
 #if defined(__x86_64__)
