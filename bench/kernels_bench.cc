@@ -104,7 +104,8 @@ BenchWeight MakeWeight(WeightFormat f, int64_t n, int64_t k) {
 
 // y = x · Wᵀ for each weight format. args: format (0 bf16, 1 fp8, 2 nvfp4, 3 mxfp4), m, n,
 // k, threads, act (0 f32, 1 bf16, 2 int8 activations: FP4 only). n = 128 keeps W in L2 (512 KB as bf16): the decode compute roofline (unpacking arithmetic
-// alone); n = 65536 streams W from memory.
+// alone; for FP4 at two threads n = 512, whose ~300 KB a thread stay in L2); n = 65536 streams W
+// from memory.
 void BM_MatMulFormat(benchmark::State& state) {
   const WeightFormat formats[] = {WeightFormat::kBF16, WeightFormat::kFp8, WeightFormat::kNvfp4,
                                   WeightFormat::kMxfp4};
@@ -134,6 +135,9 @@ BENCHMARK(BM_MatMulFormat)
     ->ArgsProduct({{0, 1, 2, 3}, {1}, {128, 65536}, {2048}, {1, 2}, {0, 1}})
     ->ArgsProduct({{0, 1, 2, 3}, {128}, {4096}, {2048}, {1, 2}, {0, 1}})
     ->ArgsProduct({{2, 3}, {1}, {128, 65536}, {2048}, {1, 2}, {2}})  // act=int8: FP4 only
+    // FP4 from L2 at two threads: 512 rows (~300 KB a thread), so that the
+    // pool's hand-off (~10 us) does not bound it as it does n = 128.
+    ->ArgsProduct({{2, 3}, {1}, {512}, {2048}, {1, 2}, {0, 2}})
     ->ArgsProduct({{2, 3}, {128}, {4096}, {2048}, {1, 2}, {2}})
     ->UseRealTime();
 
