@@ -45,22 +45,16 @@ Status CheckBlock(const std::string& name, int64_t K, int64_t block) {
 // ModelOpt and compressed-tensors write no others), E8M0 bytes not NaN.
 Status CheckBlockScales(const std::string& name, const TensorView& scale, bool nv) {
   const auto* s = static_cast<const uint8_t*>(scale.data);
-  const int64_t n = scale.numel();
-  uint8_t any = 0;  // one pass without a branch per byte; the slow search only on failure
-  for (int64_t i = 0; i < n; ++i) {
-    const uint8_t b = s[i];
-    any |= nv ? static_cast<uint8_t>((b & 0x80) | ((b & 0x7f) == 0x7f)) : (b == kE8M0NaN);
-  }
-  if (any == 0) return Status::Ok();
-  for (int64_t i = 0; i < n; ++i) {
-    const uint8_t b = s[i];
-    if (nv ? (b & 0x80) != 0 || (b & 0x7f) == 0x7f : b == kE8M0NaN) {
-      char hex[8];
-      std::snprintf(hex, sizeof(hex), "0x%02x", b);
-      return Error("tensor '" + name + "': block scale " + std::to_string(i) + " is " + hex +
-                   (nv ? ", a negative or NaN E4M3 scale (NVFP4 block scales are >= 0)"
-                       : ", the E8M0 NaN (MXFP4 scales are powers of two)"));
-    }
+  const auto bad = [nv](uint8_t b) {
+    return nv ? (b & 0x80) != 0 || (b & 0x7f) == 0x7f : b == kE8M0NaN;
+  };
+  for (int64_t i = 0; i < scale.numel(); ++i) {
+    if (!bad(s[i])) continue;
+    char hex[8];
+    std::snprintf(hex, sizeof(hex), "0x%02x", s[i]);
+    return Error("tensor '" + name + "': block scale " + std::to_string(i) + " is " + hex +
+                 (nv ? ", a negative or NaN E4M3 scale (NVFP4 block scales are >= 0)"
+                     : ", the E8M0 NaN (MXFP4 scales are powers of two)"));
   }
   return Status::Ok();
 }

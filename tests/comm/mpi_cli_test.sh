@@ -29,7 +29,7 @@ done
 # its experts receive, which must give the single rank's bytes too.
 for spec in tiny-qwen3-moe:nvfp4 tiny-deepseek-v3:mxfp4; do
   m=${spec%%:*} fmt=${spec##*:}
-  "$bin" quantize --model "$src/tests/data/$m" --format "$fmt" --out "$out/q-$m" >/dev/null 2>&1
+  "$bin" quantize --model "$src/tests/data/$m" --format "$fmt" --out "$out/q-$m" >/dev/null
   "$bin" logits --model "$out/q-$m" --tokens $tokens --decode-from 4 --act-dtype int8 \
     --out "$out/one.npy"
   "$mpiexec" --oversubscribe --allow-run-as-root -np "$np" \
