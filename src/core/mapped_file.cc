@@ -6,7 +6,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -15,14 +18,6 @@
 namespace moerack {
 
 namespace {
-
-// Transparent huge pages available to madvise() (mode "always" or "madvise").
-bool HugePagesAvailable() {
-  std::ifstream in("/sys/kernel/mm/transparent_hugepage/enabled");
-  std::string line;
-  std::getline(in, line);
-  return line.find("[always]") != std::string::npos || line.find("[madvise]") != std::string::npos;
-}
 
 size_t AvailableMemoryBytes() {
   std::ifstream in("/proc/meminfo");
@@ -58,7 +53,76 @@ Status HugePageCopy(int fd, size_t size, size_t slack, const std::string& path,
   return Status::Ok();
 }
 
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22  // Linux 5.14
+#endif
+
+// Bytes of the file map starting at `start` that the kernel maps with 2 MB
+// page-table entries (FilePmdMapped of its line in /proc/self/smaps).
+size_t PmdMappedBytes(const void* start) {
+  std::ifstream in("/proc/self/smaps");
+  char head[32];
+  std::snprintf(head, sizeof(head), "%lx-",
+                static_cast<unsigned long>(reinterpret_cast<uintptr_t>(start)));
+  std::string line;
+  bool ours = false;
+  while (std::getline(in, line)) {
+    const bool vma = !line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) &&
+                     line.find('-') != std::string::npos && line.find(':') > line.find(' ');
+    if (vma) {
+      if (ours) break;
+      ours = line.rfind(head, 0) == 0;
+    } else if (ours && line.rfind("FilePmdMapped:", 0) == 0) {
+      return static_cast<size_t>(std::strtoull(line.c_str() + 14, nullptr, 10)) * 1024;
+    }
+  }
+  return 0;
+}
+
+// Maps `size` bytes of `fd` read-only at a 2 MB-aligned address (so that file
+// offsets on 2 MB boundaries can take 2 MB page-table entries), advised onto
+// huge pages before any page comes in, then populated: on a filesystem whose
+// page cache holds large folios (ext4, xfs, tmpfs on recent Linux) the file is
+// read into 2 MB folios and mapped by them. nullptr if the map fails.
+void* MapOnHugePages(int fd, size_t size) {
+  constexpr size_t kHuge = HugePageBuffer::kHugePage;
+  const size_t len = (size + 4095) / 4096 * 4096;
+  void* raw = ::mmap(nullptr, len + kHuge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) return nullptr;
+  auto* const lo = static_cast<uint8_t*>(raw);
+  auto* const at = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(raw) + kHuge - 1) &
+                                              ~(uintptr_t{kHuge} - 1));
+  void* p = ::mmap(at, size, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0);
+  if (at > lo) ::munmap(lo, static_cast<size_t>(at - lo));  // the reservation around the map
+  if (lo + len + kHuge > at + len)
+    ::munmap(at + len, static_cast<size_t>(lo + len + kHuge - (at + len)));
+  if (p == MAP_FAILED) {
+    ::munmap(at, len);
+    return nullptr;
+  }
+  ::madvise(p, size, MADV_HUGEPAGE);
+  if (::madvise(p, size, MADV_POPULATE_READ) != 0) {  // older kernels: touch every page
+    volatile uint8_t sink = 0;
+    for (size_t i = 0; i < size; i += 4096) sink = sink + static_cast<const uint8_t*>(p)[i];
+  }
+  return p;
+}
+
 }  // namespace
+
+bool MappedFile::HugePagesAvailable() {
+  std::ifstream in("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string line;
+  std::getline(in, line);
+  return line.find("[always]") != std::string::npos || line.find("[madvise]") != std::string::npos;
+}
+
+void MappedFile::DropCachedPages(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+  ::close(fd);
+}
 
 bool MappedFile::HugePageCopyAdvisable(size_t total_bytes) {
   return total_bytes >= HugePageBuffer::kHugePage && HugePagesAvailable() &&
@@ -92,11 +156,22 @@ StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& path, 
       return file;
     }
   }
+  if (mode == Mode::kHugePageMap && file->size_ > 0) {
+    if (void* p = MapOnHugePages(fd, file->size_); p != nullptr) {
+      ::close(fd);
+      file->data_ = static_cast<const uint8_t*>(p);
+      file->region_ = p;
+      file->region_size_ = file->size_;
+      const size_t whole = file->size_ / HugePageBuffer::kHugePage * HugePageBuffer::kHugePage;
+      file->huge_ = whole > 0 && PmdMappedBytes(p) >= whole / 10 * 9;
+      return file;
+    }
+  }
   if (file->size_ > 0) {
     // MAP_POPULATE: fault the pages in now (as llama.cpp does), not inside the
     // first forward pass, whose timing would otherwise include the page faults.
-    void* p = ::mmap(nullptr, file->size_, PROT_READ,
-                     MAP_PRIVATE | (populate ? MAP_POPULATE : 0), fd, 0);
+    void* p =
+        ::mmap(nullptr, file->size_, PROT_READ, MAP_PRIVATE | (populate ? MAP_POPULATE : 0), fd, 0);
     if (p == MAP_FAILED) {
       ::close(fd);
       return Error(path + ": mmap failed: " + std::strerror(errno));
@@ -111,7 +186,7 @@ StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& path, 
 
 void MappedFile::Seal() {
   // The copy is read-only from here on, like the map it replaces.
-  if (huge_ && !sealed_) copy_.ProtectReadOnly();
+  if (!copy_.empty() && !sealed_) copy_.ProtectReadOnly();
   sealed_ = true;
 }
 

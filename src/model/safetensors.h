@@ -3,8 +3,9 @@
 // `model.safetensors.index.json`). Every header is validated in full before any
 // data is touched: size sane, JSON well formed, dtypes known, shapes consistent
 // with byte ranges, ranges inside the file and covering the data section exactly
-// once. Data stays in the mmap'd files (no copy), except tensors whose offset is
-// misaligned for their element size, which are copied once.
+// once. Data stays where the file was read to (a huge-page copy or a map: see
+// OpenFiles), except tensors whose offset is misaligned for their element
+// size, which are copied once.
 // Thread-safety: immutable after Open; concurrent Get calls are safe.
 #pragma once
 
@@ -39,9 +40,11 @@ class WeightStore {
   // populate: fault all pages in at open (MappedFile); false for expert-parallel
   // ranks, which touch only their own experts.
   static StatusOr<std::unique_ptr<WeightStore>> Open(const std::string& dir, bool populate = true);
-  // Opens explicit files (tests).
+  // Opens explicit files (tests). allow_copy false: resident files are never
+  // copied (as for a checkpoint too large to copy).
   static StatusOr<std::unique_ptr<WeightStore>> OpenFiles(const std::vector<std::string>& files,
-                                                          bool populate = true);
+                                                          bool populate = true,
+                                                          bool allow_copy = true);
 
   bool Has(const std::string& name) const { return tensors_.count(name) > 0; }
   // The tensor, or an error naming it when it is missing.
@@ -57,6 +60,8 @@ class WeightStore {
     TensorView view;
     std::string file;
   };
+  // mode kHugePageMap: the file as a map on 2 MB pages if the kernel puts it
+  // there and its tensors start on 64-byte boundaries, else a populated map.
   Status AddFile(const std::string& path, MappedFile::Mode mode);
 
   std::vector<std::unique_ptr<MappedFile>> files_;

@@ -1,9 +1,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <cmath>
 #include <random>
 #include <vector>
 
@@ -120,8 +120,8 @@ namespace moerack {
 namespace {
 
 // A resident file of several huge pages is a byte-exact copy (on 2 MB-aligned
-// huge pages when the kernel offers them); a lazy one is a plain map. Both
-// read the same bytes.
+// huge pages when the kernel offers them) or a map advised onto huge pages; a
+// lazy one is a plain map. All read the same bytes.
 TEST(MappedFileTest, ResidentCopyAndLazyMapReadTheSameBytes) {
   const std::string path = testing::TempDir() + "/mapped_file_test.bin";
   std::string bytes(5 * (size_t{1} << 20) + 12345, '\0');
@@ -133,7 +133,14 @@ TEST(MappedFileTest, ResidentCopyAndLazyMapReadTheSameBytes) {
   ASSERT_TRUE(WriteStringToFile(path, bytes).ok());
   auto resident = MappedFile::Open(path, MappedFile::Mode::kHugePageCopy);
   auto lazy = MappedFile::Open(path, MappedFile::Mode::kLazy);
-  ASSERT_TRUE(resident.ok() && lazy.ok());
+  auto map = MappedFile::Open(path, MappedFile::Mode::kHugePageMap);
+  ASSERT_TRUE(resident.ok() && lazy.ok() && map.ok());
+  // The huge-page map: the file's bytes at a 2 MB boundary, never writable (on
+  // 2 MB pages or not, as the kernel and filesystem allow).
+  ASSERT_EQ((*map)->size(), bytes.size());
+  EXPECT_EQ(std::memcmp((*map)->data(), bytes.data(), bytes.size()), 0);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>((*map)->data()) % (size_t{2} << 20), 0u);
+  EXPECT_EQ((*map)->writable_copy(), nullptr);
   ASSERT_EQ((*resident)->size(), bytes.size());
   ASSERT_EQ((*lazy)->size(), bytes.size());
   EXPECT_EQ(std::memcmp((*resident)->data(), bytes.data(), bytes.size()), 0);
