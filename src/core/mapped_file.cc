@@ -93,9 +93,9 @@ void* MapOnHugePages(int fd, size_t size) {
   auto* const at = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(raw) + kHuge - 1) &
                                               ~(uintptr_t{kHuge} - 1));
   void* p = ::mmap(at, size, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0);
-  if (at > lo) ::munmap(lo, static_cast<size_t>(at - lo));  // the reservation around the map
-  if (lo + len + kHuge > at + len)
-    ::munmap(at + len, static_cast<size_t>(lo + len + kHuge - (at + len)));
+  // Give back the reservation around [at, at + len).
+  if (at > lo) ::munmap(lo, static_cast<size_t>(at - lo));
+  ::munmap(at + len, static_cast<size_t>(lo + len + kHuge - (at + len)));
   if (p == MAP_FAILED) {
     ::munmap(at, len);
     return nullptr;
@@ -108,6 +108,13 @@ void* MapOnHugePages(int fd, size_t size) {
   return p;
 }
 
+// At least 90% of the whole 2 MB pages of the `size`-byte map at `p` are
+// mapped by 2 MB entries (never for a file under 2 MB).
+bool MostlyOnHugePages(const void* p, size_t size) {
+  const size_t whole = size / HugePageBuffer::kHugePage * HugePageBuffer::kHugePage;
+  return whole > 0 && PmdMappedBytes(p) >= whole / 10 * 9;
+}
+
 }  // namespace
 
 bool MappedFile::HugePagesAvailable() {
@@ -115,13 +122,6 @@ bool MappedFile::HugePagesAvailable() {
   std::string line;
   std::getline(in, line);
   return line.find("[always]") != std::string::npos || line.find("[madvise]") != std::string::npos;
-}
-
-void MappedFile::DropCachedPages(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-  ::close(fd);
 }
 
 bool MappedFile::HugePageCopyAdvisable(size_t total_bytes) {
@@ -157,13 +157,21 @@ StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& path, 
     }
   }
   if (mode == Mode::kHugePageMap && file->size_ > 0) {
-    if (void* p = MapOnHugePages(fd, file->size_); p != nullptr) {
+    void* p = MapOnHugePages(fd, file->size_);
+    if (p != nullptr && !MostlyOnHugePages(p, file->size_) &&
+        file->size_ >= HugePageBuffer::kHugePage) {
+      // Pages the cache holds in small folios (a file just written, or read
+      // without the advice) stay small: drop them and read the file once more.
+      ::munmap(p, file->size_);
+      ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+      p = MapOnHugePages(fd, file->size_);
+    }
+    if (p != nullptr) {
       ::close(fd);
       file->data_ = static_cast<const uint8_t*>(p);
       file->region_ = p;
       file->region_size_ = file->size_;
-      const size_t whole = file->size_ / HugePageBuffer::kHugePage * HugePageBuffer::kHugePage;
-      file->huge_ = whole > 0 && PmdMappedBytes(p) >= whole / 10 * 9;
+      file->huge_ = MostlyOnHugePages(p, file->size_);
       return file;
     }
   }

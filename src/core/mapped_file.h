@@ -24,7 +24,8 @@ class MappedFile {
   enum class Mode {
     kLazy,          // a map; pages come in on first touch
     kPopulate,      // a map with every page faulted in now
-    kHugePageMap,   // a populated map advised onto 2 MB pages before its pages come in
+    kHugePageMap,   // a populated map advised onto 2 MB pages before its pages come in (the
+                    // file's small cached pages dropped and read again once if it is not there)
     kHugePageCopy,  // a copy on transparent huge pages (a populated map if the memory is not there)
   };
   // kHugePageCopy: the copy has `slack` bytes past the file and stays writable
@@ -37,10 +38,6 @@ class MappedFile {
   static bool HugePageCopyAdvisable(size_t total_bytes);
   // Transparent huge pages are available to madvise() (mode "always" or "madvise").
   static bool HugePagesAvailable();
-  // Drops the page cache's clean, unmapped pages of `path`, so that a
-  // kHugePageMap reads the file afresh into 2 MB folios (pages cached in small
-  // folios stay small).
-  static void DropCachedPages(const std::string& path);
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;

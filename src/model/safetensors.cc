@@ -154,47 +154,11 @@ std::optional<std::vector<size_t>> AlignTensors(uint8_t* base, size_t data_offse
   return to;
 }
 
-// Every tensor of the file in `file` starts on a 64-byte boundary.
-bool TensorsAligned(const MappedFile& file) {
-  size_t data_offset = 0;
-  auto entries = ParseSafetensorsHeader(file.data(), file.size(), &data_offset);
-  if (!entries.ok()) return true;  // AddFile reports it
-  for (const SafetensorsEntry& e : *entries)
-    if ((data_offset + e.begin) % kSafetensorsDataAlign != 0) return false;
-  return true;
-}
-
-// A map on 2 MB pages of `path`, or nullptr when the kernel did not put it
-// there or its tensors would need moving. Pages the cache holds in small folios
-// (a file just written, or read without the advice) stay small, so a map that
-// is not on huge pages is tried once more after dropping them.
-StatusOr<std::unique_ptr<MappedFile>> MapOnHugePages(const std::string& path) {
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    MR_ASSIGN_OR_RETURN(auto map, MappedFile::Open(path, MappedFile::Mode::kHugePageMap));
-    if (!TensorsAligned(*map)) break;
-    if (map->huge_pages()) return map;
-    map.reset();
-    if (attempt == 0) MappedFile::DropCachedPages(path);
-  }
-  return std::unique_ptr<MappedFile>();
-}
-
 }  // namespace
 
 Status WeightStore::AddFile(const std::string& path, MappedFile::Mode mode) {
-  std::unique_ptr<MappedFile> file;
-  if (mode == MappedFile::Mode::kHugePageMap) {
-    struct stat st;
-    if (::stat(path.c_str(), &st) == 0 &&
-        static_cast<size_t>(st.st_size) >= HugePageBuffer::kHugePage) {
-      MR_ASSIGN_OR_RETURN(file, MapOnHugePages(path));
-    }
-    mode = MappedFile::Mode::kPopulate;
-  }
   const size_t slack = mode == MappedFile::Mode::kHugePageCopy ? AlignmentSlack(path) : 0;
-  if (file == nullptr) {
-    MR_ASSIGN_OR_RETURN(file, MappedFile::Open(path, mode, slack));
-  }
+  MR_ASSIGN_OR_RETURN(auto file, MappedFile::Open(path, mode, slack));
   size_t data_offset = 0;
   auto entries = ParseSafetensorsHeader(file->data(), file->size(), &data_offset);
   if (!entries.ok()) return entries.status().WithContext(path);

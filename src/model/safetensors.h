@@ -60,8 +60,6 @@ class WeightStore {
     TensorView view;
     std::string file;
   };
-  // mode kHugePageMap: the file as a map on 2 MB pages if the kernel puts it
-  // there and its tensors start on 64-byte boundaries, else a populated map.
   Status AddFile(const std::string& path, MappedFile::Mode mode);
 
   std::vector<std::unique_ptr<MappedFile>> files_;
