@@ -3,6 +3,7 @@
 // hidden 2048, expert FFN 768, 64 experts, top-8; 32 query heads over 4 kv
 // heads of 128). Bytes/s counts weight bytes (attention: KV cache bytes) read.
 //   build/moerack_bench --benchmark_filter=. [--benchmark_min_time=1]
+#include <algorithm>
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
@@ -102,6 +103,14 @@ BenchWeight MakeWeight(WeightFormat f, int64_t n, int64_t k) {
   return b;
 }
 
+// Weight bytes, weights and FLOPs of an m x n x k matmul per second.
+void SetMatMulCounters(benchmark::State& state, int64_t m, int64_t n, int64_t k, int64_t bytes) {
+  const double it = static_cast<double>(state.iterations());
+  state.SetBytesProcessed(state.iterations() * bytes);
+  state.counters["Gweights/s"] = benchmark::Counter(it * n * k / 1e9, benchmark::Counter::kIsRate);
+  state.counters["GFLOPS"] = benchmark::Counter(it * 2 * m * n * k / 1e9, benchmark::Counter::kIsRate);
+}
+
 // y = x · Wᵀ for each weight format. args: format (0 bf16, 1 fp8, 2 nvfp4, 3 mxfp4), m, n,
 // k, threads, act (0 f32, 1 bf16, 2 int8 activations: FP4 only). n = 128 keeps W in L2 (512 KB as bf16): the decode compute roofline (unpacking arithmetic
 // alone; for FP4 at two threads n = 512, whose ~300 KB a thread stay in L2); n = 65536 streams W
@@ -124,11 +133,7 @@ void BM_MatMulFormat(benchmark::State& state) {
   }
   const char* act_names[] = {" act=f32", " act=bf16", " act=int8"};
   state.SetLabel(std::string(WeightFormatName(f)) + act_names[state.range(5)]);
-  state.SetBytesProcessed(state.iterations() * w.w.nbytes());
-  state.counters["Gweights/s"] = benchmark::Counter(
-      static_cast<double>(state.iterations()) * n * k / 1e9, benchmark::Counter::kIsRate);
-  state.counters["GFLOPS"] = benchmark::Counter(
-      static_cast<double>(state.iterations()) * 2 * m * n * k / 1e9, benchmark::Counter::kIsRate);
+  SetMatMulCounters(state, m, n, k, w.w.nbytes());
 }
 BENCHMARK(BM_MatMulFormat)
     ->ArgNames({"fmt", "m", "n", "k", "threads", "act"})
@@ -139,6 +144,36 @@ BENCHMARK(BM_MatMulFormat)
     // pool's hand-off (~10 us) does not bound it as it does n = 128.
     ->ArgsProduct({{2, 3}, {1}, {512}, {2048}, {1, 2}, {0, 2}})
     ->ArgsProduct({{2, 3}, {128}, {4096}, {2048}, {1, 2}, {2}})
+    ->UseRealTime();
+
+// The int8-activation kernels (--act-dtype int8) side by side on one thread:
+// each one this CPU runs (args: kernel 0 portable, 1 AVX2, 2 AVX-512 VNNI;
+// format 2 nvfp4, 3 mxfp4; m; n). n = 128 keeps W in L2 (the unpacking
+// arithmetic alone), n = 65536 streams it from memory; k = 2048.
+void BM_Int8Kernel(benchmark::State& state) {
+  const auto kernel = static_cast<Int8Kernel>(state.range(0));
+  const std::vector<Int8Kernel> supported = SupportedInt8Kernels();
+  if (std::find(supported.begin(), supported.end(), kernel) == supported.end()) {
+    state.SkipWithError("this CPU does not run this kernel");
+    return;
+  }
+  const WeightFormat f = state.range(1) == 2 ? WeightFormat::kNvfp4 : WeightFormat::kMxfp4;
+  const int64_t m = state.range(2), n = state.range(3), k = 2048;
+  BenchWeight w = MakeWeight(f, n, k);
+  auto x = RandomF32(m * k, 2);
+  std::vector<float> y(static_cast<size_t>(m * n));
+  GemmProblem p{x.data(), k, m, w.w, y.data(), n};
+  for (auto _ : state) {
+    MatMulInt8(p, kernel);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetLabel(std::string(WeightFormatName(f)) + " " + Int8KernelName(kernel));
+  SetMatMulCounters(state, m, n, k, w.w.nbytes());
+}
+BENCHMARK(BM_Int8Kernel)
+    ->ArgNames({"kernel", "fmt", "m", "n"})
+    ->ArgsProduct({{1, 2}, {2, 3}, {1}, {128, 65536}})
+    ->ArgsProduct({{1, 2}, {2, 3}, {128}, {4096}})
     ->UseRealTime();
 
 // The machine's f32 FMA peak per thread: kChains independent chains of

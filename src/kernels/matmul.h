@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "core/status.h"
 #include "core/thread_pool.h"
@@ -71,9 +72,15 @@ void SetActivationObserver(ActivationObserver* observer);
 // Scalar reference: f64 accumulation over LinearWeight::DequantizeRange, for tests.
 void MatMulReference(const GemmProblem& p);
 
-// ActDType::kInt8, for tests: the portable kernel (bit-identical to the SIMD
-// one; FP4 weights only), and x[0, K) quantized to int8 and back (q · d).
-void MatMulInt8Portable(const GemmProblem& p);
+// ActDType::kInt8's kernels (FP4 weights only), which give the same bits: the
+// portable one, AVX2 and AVX-512 VNNI; MatMul runs the last this CPU supports.
+// For tests and benchmarks: the ones this CPU runs, and one of them on one
+// thread (CHECK-fails on a kernel the CPU lacks); x[0, K) quantized to int8 and
+// back (q · d).
+enum class Int8Kernel : uint8_t { kPortable, kAvx2, kAvx512Vnni };
+std::vector<Int8Kernel> SupportedInt8Kernels();
+const char* Int8KernelName(Int8Kernel k);
+void MatMulInt8(const GemmProblem& p, Int8Kernel kernel);
 void QuantizeDequantizeInt8(const float* x, int64_t K, float* out);
 
 }  // namespace moerack

@@ -168,10 +168,19 @@ void CheckAgainstReference(Kind kind, ActDType act = ActDType::kF32) {
     p.y = y.data();
     MatMul(p, pool);
     if (act == ActDType::kInt8 && IsFp4(kind)) {
-      // Bit for bit the portable kernel (the AVX2 one ran above on AVX2 hosts).
-      std::vector<float> portable(y.size());
+      // Bit for bit the portable kernel: MatMul's (the best this CPU runs, on
+      // two threads) and each kernel this CPU runs, on one.
+      std::vector<float> portable(y.size()), other(y.size());
       p.y = portable.data();
-      MatMulInt8Portable(p);
+      MatMulInt8(p, Int8Kernel::kPortable);
+      for (Int8Kernel kernel : SupportedInt8Kernels()) {
+        p.y = other.data();
+        MatMulInt8(p, kernel);
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t j = 0; j < n; ++j)
+            ASSERT_EQ(other[i * (n + 1) + j], portable[i * (n + 1) + j])
+                << Int8KernelName(kernel) << " " << m << "x" << n << "x" << k;
+      }
       for (int64_t i = 0; i < m; ++i)
         for (int64_t j = 0; j < n; ++j)
           ASSERT_EQ(y[i * (n + 1) + j], portable[i * (n + 1) + j]) << m << "x" << n << "x" << k;
