@@ -6,6 +6,8 @@
 
 namespace moerack {
 
+void AdviseHugePages(void* p, size_t bytes) { ::madvise(p, bytes, MADV_HUGEPAGE); }
+
 HugePageBuffer::HugePageBuffer(size_t bytes, bool advise) {
   const size_t size = (bytes + kHugePage - 1) / kHugePage * kHugePage;
   const size_t len = size + kHugePage;

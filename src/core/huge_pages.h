@@ -10,6 +10,9 @@
 
 namespace moerack {
 
+// Advises [p, p + bytes) (p 2 MB-aligned) onto transparent huge pages.
+void AdviseHugePages(void* p, size_t bytes);
+
 class HugePageBuffer {
  public:
   static constexpr size_t kHugePage = size_t{2} << 20;

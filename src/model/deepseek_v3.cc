@@ -13,6 +13,7 @@
 #include <cmath>
 #include <string>
 
+#include "core/scratch.h"
 #include "core/timer.h"
 #include "kernels/attention.h"
 #include "kernels/expert_ffn.h"
@@ -268,7 +269,7 @@ class DeepseekV3Model final : public Model {
   LinearWeight lm_head_;
   std::vector<Layer> layers_;
   WeightFootprint footprint_;
-  std::vector<float> h_, x_, tmp_;
+  ScratchVector<float> h_, x_, tmp_;
 };
 
 Status DeepseekV3Model::GetNorm(const std::string& name, const std::vector<int64_t>& shape,
@@ -409,9 +410,9 @@ void DeepseekV3Model::Attention(const Layer& L, int layer, std::span<const Atten
   const int64_t T = static_cast<int64_t>(positions.size()), H = c.hidden_size, nh = c.num_heads;
   const int64_t dqk = d_.qk_head_dim(), R = d_.kv_lora_rank, dr = d_.qk_rope, dv = d_.v_head_dim;
   const int64_t kva_dim = R + dr, lat = R + dr;  // latent query/key width per head
-  std::vector<float> q(static_cast<size_t>(T * nh * dqk)), kva(static_cast<size_t>(T * kva_dim));
+  ScratchVector<float> q(static_cast<size_t>(T * nh * dqk)), kva(static_cast<size_t>(T * kva_dim));
   if (d_.q_lora_rank > 0) {
-    std::vector<float> cq(static_cast<size_t>(T * d_.q_lora_rank));
+    ScratchVector<float> cq(static_cast<size_t>(T * d_.q_lora_rank));
     const GemmProblem first[2] = {{x_.data(), H, T, L.q_a, cq.data(), d_.q_lora_rank},
                                   {x_.data(), H, T, L.kv_a, kva.data(), kva_dim}};
     GroupedMatMul(first, pool);
@@ -424,7 +425,7 @@ void DeepseekV3Model::Attention(const Layer& L, int layer, std::span<const Atten
     GroupedMatMul(first, pool);
   }
   // Latent queries: [q_nope W_UK (R) | q_pe (dr)] per head.
-  std::vector<float> q_lat(static_cast<size_t>(T * nh * lat));
+  ScratchVector<float> q_lat(static_cast<size_t>(T * nh * lat));
   pool.ParallelRange(T, 4, [&](int64_t t0, int64_t t1, int) {
     for (int64_t t = t0; t < t1; ++t) {
       float* qt = q.data() + t * nh * dqk;
@@ -459,7 +460,7 @@ void DeepseekV3Model::Attention(const Layer& L, int layer, std::span<const Atten
                   kva.data() + (s.first_row + i) * kva_dim, kva_dim, L.kv_scale);
     }
   }
-  std::vector<float> o_lat(static_cast<size_t>(T * nh * R));
+  ScratchVector<float> o_lat(static_cast<size_t>(T * nh * R));
   AttentionParams ap;
   ap.q = q_lat.data();
   ap.q_stride = nh * lat;
@@ -476,7 +477,7 @@ void DeepseekV3Model::Attention(const Layer& L, int layer, std::span<const Atten
   ap.layer = layer;
   PagedAttention(ap, seqs, cache, pool);
   // W_UV of head h: rows [h * (nope + v) + nope, (h + 1) * (nope + v)) of kv_b, a [dv, R] view.
-  std::vector<float> o(static_cast<size_t>(T * nh * dv));
+  ScratchVector<float> o(static_cast<size_t>(T * nh * dv));
   std::vector<GemmProblem> expand;
   for (int64_t h = 0; h < nh; ++h) {
     const int64_t r0 = h * (d_.qk_nope + dv) + d_.qk_nope;

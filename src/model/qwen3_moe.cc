@@ -6,6 +6,7 @@
 #include <cmath>
 #include <string>
 
+#include "core/scratch.h"
 #include "core/timer.h"
 #include "kernels/attention.h"
 #include "kernels/expert_ffn.h"
@@ -283,7 +284,7 @@ class Qwen3MoeModel final : public Model {
   RopeTable rope_;
   WeightFootprint footprint_;
   // Activations of the current batch, reused across layers.
-  std::vector<float> h_, x_, q_, k_, v_, attn_, tmp_;
+  ScratchVector<float> h_, x_, q_, k_, v_, attn_, tmp_;
 };
 
 void AddBias(float* y, int64_t rows, int64_t stride, const TensorView& bias) {

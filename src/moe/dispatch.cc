@@ -27,7 +27,7 @@ DispatchPlan PlanDispatch(const RoutingResult& routing, int num_experts) {
 }
 
 void DispatchTokens(const DispatchPlan& plan, const float* x, int64_t hidden,
-                    std::vector<float>* dispatched) {
+                    ScratchVector<float>* dispatched) {
   dispatched->resize(plan.row_token.size() * static_cast<size_t>(hidden));
   for (size_t r = 0; r < plan.row_token.size(); ++r) {
     std::copy_n(x + plan.row_token[r] * hidden, hidden, dispatched->data() + r * hidden);

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/scratch.h"
 #include "core/status.h"
 #include "core/thread_pool.h"
 #include "moe/router.h"
@@ -47,7 +48,7 @@ void RoundRows(float* rows, int64_t num_rows, int64_t hidden, DispatchDType dtyp
 
 // dispatched[row] = x[row_token[row]]; dispatched is [rows, hidden].
 void DispatchTokens(const DispatchPlan& plan, const float* x, int64_t hidden,
-                    std::vector<float>* dispatched);
+                    ScratchVector<float>* dispatched);
 
 // y[t] = sum over slots s in order of weight[t, s] * expert_out[slot_row[t, s]].
 void CombineExpertOutputs(const DispatchPlan& plan, const RoutingResult& routing,

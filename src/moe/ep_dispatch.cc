@@ -64,7 +64,7 @@ std::vector<int64_t> Bytes(const std::vector<int64_t>& rows, int64_t row_bytes) 
 EpTransfer StartEpDispatch(const EpDispatchHandle& h, const float* x, int64_t hidden,
                            DispatchDType dtype, Communicator& comm) {
   EpTransfer t;
-  std::vector<float> dispatched;
+  ScratchVector<float> dispatched;
   DispatchTokens(h.plan, x, hidden, &dispatched);
   const int64_t sent = static_cast<int64_t>(h.plan.row_token.size());
   const int64_t received = static_cast<int64_t>(h.grouped_row.size());
@@ -85,7 +85,7 @@ EpTransfer StartEpDispatch(const EpDispatchHandle& h, const float* x, int64_t hi
 }
 
 Status FinishEpDispatch(const EpDispatchHandle& h, int64_t hidden, DispatchDType dtype,
-                        EpTransfer& t, std::vector<float>* rows) {
+                        EpTransfer& t, ScratchVector<float>* rows) {
   MR_RETURN_IF_ERROR(t.pending->Wait());
   const int64_t received = static_cast<int64_t>(h.grouped_row.size());
   const int64_t row_bytes = DispatchRowBytes(dtype, hidden);
@@ -96,7 +96,7 @@ Status FinishEpDispatch(const EpDispatchHandle& h, int64_t hidden, DispatchDType
 }
 
 Status EpDispatch(const EpDispatchHandle& h, const float* x, int64_t hidden, DispatchDType dtype,
-                  Communicator& comm, std::vector<float>* rows) {
+                  Communicator& comm, ScratchVector<float>* rows) {
   EpTransfer t = StartEpDispatch(h, x, hidden, dtype, comm);
   return FinishEpDispatch(h, hidden, dtype, t, rows);
 }
@@ -116,7 +116,7 @@ EpTransfer StartEpCombine(const EpDispatchHandle& h, const float* expert_out, in
   return t;
 }
 
-Status FinishEpCombine(EpTransfer& t, std::vector<float>* out) {
+Status FinishEpCombine(EpTransfer& t, ScratchVector<float>* out) {
   MR_RETURN_IF_ERROR(t.pending->Wait());
   out->resize(t.recv.size() / sizeof(float));
   if (!t.recv.empty()) std::memcpy(out->data(), t.recv.data(), t.recv.size());  // none: no pointer
@@ -124,7 +124,7 @@ Status FinishEpCombine(EpTransfer& t, std::vector<float>* out) {
 }
 
 Status EpCombine(const EpDispatchHandle& h, const float* expert_out, int64_t hidden,
-                 Communicator& comm, std::vector<float>* out) {
+                 Communicator& comm, ScratchVector<float>* out) {
   EpTransfer t = StartEpCombine(h, expert_out, hidden, comm);
   return FinishEpCombine(t, out);
 }

@@ -42,27 +42,27 @@ StatusOr<EpDispatchHandle> PlanEpDispatch(const RoutingResult& routing, const Ex
 // [received rows, hidden] (decoded), grouped by local expert as
 // handle.local_offsets says.
 Status EpDispatch(const EpDispatchHandle& handle, const float* x, int64_t hidden,
-                  DispatchDType dtype, Communicator& comm, std::vector<float>* rows);
+                  DispatchDType dtype, Communicator& comm, ScratchVector<float>* rows);
 
 // The two halves of EpDispatch / EpCombine, for overlapping an all-to-all with
 // other work (two-batch overlap): Start encodes and launches the exchange,
 // Finish waits and decodes. A transfer owns its buffers until finished.
 struct EpTransfer {
-  std::vector<float> send_f32;  // f32 dispatch sends the dispatched rows as they are
-  std::vector<uint8_t> send, recv;
+  ScratchVector<float> send_f32;  // f32 dispatch sends the dispatched rows as they are
+  ScratchVector<uint8_t> send, recv;
   std::unique_ptr<Communicator::Pending> pending;
 };
 EpTransfer StartEpDispatch(const EpDispatchHandle& handle, const float* x, int64_t hidden,
                            DispatchDType dtype, Communicator& comm);
 Status FinishEpDispatch(const EpDispatchHandle& handle, int64_t hidden, DispatchDType dtype,
-                        EpTransfer& transfer, std::vector<float>* rows);
+                        EpTransfer& transfer, ScratchVector<float>* rows);
 EpTransfer StartEpCombine(const EpDispatchHandle& handle, const float* expert_out, int64_t hidden,
                           Communicator& comm);
-Status FinishEpCombine(EpTransfer& transfer, std::vector<float>* out);
+Status FinishEpCombine(EpTransfer& transfer, ScratchVector<float>* out);
 
 // expert_out: [received rows, hidden] in EpDispatch's grouped order. *out gets
 // [this rank's dispatched rows, hidden] in handle.plan's row order.
 Status EpCombine(const EpDispatchHandle& handle, const float* expert_out, int64_t hidden,
-                 Communicator& comm, std::vector<float>* out);
+                 Communicator& comm, ScratchVector<float>* out);
 
 }  // namespace moerack

@@ -15,13 +15,13 @@ namespace {
 // added to `out`, whose routed part the caller has combined.
 // `rows` comes back in the result so that its memory can be reused.
 struct ExpertOutputs {
-  std::vector<float> out;  // [routed rows + (shared ? T : 0), H]
+  ScratchVector<float> out;  // [routed rows + (shared ? T : 0), H]
   int64_t routed_rows = 0;
-  std::vector<float> rows;  // the input rows (and the shared expert's copy of x)
+  ScratchVector<float> rows;  // the input rows (and the shared expert's copy of x)
 };
-ExpertOutputs RunExperts(const MoeLayer& layer, std::vector<float> rows,
+ExpertOutputs RunExperts(const MoeLayer& layer, ScratchVector<float> rows,
                          std::vector<int64_t> offsets, const float* x, int64_t T, int64_t H,
-                         ThreadPool& pool, std::vector<float> out = {}) {
+                         ThreadPool& pool, ScratchVector<float> out = {}) {
   std::vector<ExpertWeights> experts(layer.experts.begin(), layer.experts.end());
   ExpertOutputs r;
   r.out = std::move(out);
@@ -71,7 +71,7 @@ Status RunOverlapped(const MoeLayer& layer, const ExpertMap& map, Communicator& 
     local.push_back(layer.experts[map.slot_expert[s]]);
   MoeLayer local_layer = layer;
   local_layer.experts = local;
-  std::vector<float> rows[2], mine[2];
+  ScratchVector<float> rows[2], mine[2];
   EpTransfer d0 = StartEpDispatch(h[0], x, H, layer.dispatch_dtype, comm);
   MR_RETURN_IF_ERROR(FinishEpDispatch(h[0], H, layer.dispatch_dtype, d0, &rows[0]));
   EpTransfer d1 = StartEpDispatch(h[1], x + half * H, H, layer.dispatch_dtype, comm);
@@ -105,8 +105,8 @@ void RunMoeLayer(const MoeLayer& layer, const float* x, int64_t T, int64_t H, fl
   // The dispatched rows and the expert outputs reuse this thread's buffers from
   // the previous layer (tens of MB in a long prefill: fresh ones were zero-filled
   // and page-faulted every layer).
-  thread_local std::vector<float> tls_rows, tls_out;
-  std::vector<float> rows = std::move(tls_rows);
+  thread_local ScratchVector<float> tls_rows, tls_out;
+  ScratchVector<float> rows = std::move(tls_rows);
   DispatchTokens(plan, x, H, &rows);
   RoundRows(rows.data(), static_cast<int64_t>(plan.row_token.size()), H, layer.dispatch_dtype);
   const double dispatch_s = timer.Seconds();
@@ -144,7 +144,7 @@ Status RunEpMoeLayer(const MoeLayer& layer, const ExpertMap& map, Communicator& 
     return Status::Ok();
   }
   MR_ASSIGN_OR_RETURN(EpDispatchHandle handle, PlanEpDispatch(routing, map, comm));
-  std::vector<float> rows;
+  ScratchVector<float> rows;
   MR_RETURN_IF_ERROR(EpDispatch(handle, x, H, layer.dispatch_dtype, comm, &rows));
   const double dispatch_s = timer.Seconds();
   // This rank's slots' experts; the shared expert rides in the same grouped GEMM as on one rank.
@@ -156,7 +156,7 @@ Status RunEpMoeLayer(const MoeLayer& layer, const ExpertMap& map, Communicator& 
   const ExpertOutputs e =
       RunExperts(local_layer, std::move(rows), handle.local_offsets, x, T, H, pool);
   const double expert_s = timer.Seconds() - dispatch_s;
-  std::vector<float> mine;
+  ScratchVector<float> mine;
   MR_RETURN_IF_ERROR(EpCombine(handle, e.out.data(), H, comm, &mine));
   CombineExpertOutputs(handle.plan, routing, mine.data(), H, out, pool);
   AddShared(layer, e, T, H, out);

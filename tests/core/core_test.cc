@@ -103,6 +103,27 @@ TEST(ScratchTest, StartsOnACacheLineGrowsAndNeverShrinks) {
   EXPECT_EQ(reinterpret_cast<uintptr_t>(Scratch(h, 33)) % kCacheLine, 0u);
 }
 
+// From 1 MB a buffer takes whole 2 MB pages on a 2 MB boundary (advised onto
+// huge pages); growing keeps the contents, as any vector does.
+TEST(ScratchTest, LargeBuffersSitOnHugePageBoundaries) {
+  ScratchVector<float> v(1000);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(i);
+  for (size_t n : {size_t{100} << 10, size_t{700} << 10, size_t{3} << 20}) {  // floats
+    v.resize(n);
+    const auto at = reinterpret_cast<uintptr_t>(v.data());
+    if (n * sizeof(float) >= kHugeScratchBytes) {
+      EXPECT_EQ(at % (size_t{2} << 20), 0u) << n;
+    } else {
+      EXPECT_EQ(at % kCacheLine, 0u) << n;
+    }
+    v[n - 1] = 1.0f;
+    for (size_t i = 0; i < 1000; ++i) ASSERT_EQ(v[i], static_cast<float>(i)) << n;
+  }
+  ScratchVector<uint8_t> bytes(size_t{5} << 20, 7);  // an explicit value still fills
+  EXPECT_EQ(bytes[0], 7);
+  EXPECT_EQ(bytes.back(), 7);
+}
+
 TEST(NpyTest, RoundTrip) {
   std::vector<float> data = {1.5f, -2.0f, 3.25f, 0.0f, 7.0f, 8.0f};
   const std::string path = ::testing::TempDir() + "/a.npy";

@@ -94,7 +94,7 @@ TEST(EpDispatchTest, EveryRowReachesTheRankOfItsExpert) {
       x[2 * t + 1] = static_cast<float>(t);
     }
     MR_ASSIGN_OR_RETURN(EpDispatchHandle h, PlanEpDispatch(routing, map, c));
-    std::vector<float> rows;
+    ScratchVector<float> rows;
     MR_RETURN_IF_ERROR(EpDispatch(h, x.data(), 2, DispatchDType::kF32, c, &rows));
     std::vector<float> want;
     for (int e = map.first[me]; e < map.first[me + 1]; ++e)
@@ -105,9 +105,10 @@ TEST(EpDispatchTest, EveryRowReachesTheRankOfItsExpert) {
             if (rs.expert_ids[t * kTopK + k] == e)
               want.insert(want.end(), {static_cast<float>(s), static_cast<float>(t)});
       }
-    if (rows != want) return Error("rank " + std::to_string(me) + " received the wrong rows");
+    if (std::vector<float>(rows.begin(), rows.end()) != want)
+      return Error("rank " + std::to_string(me) + " received the wrong rows");
     // Combine returns each row to its sender in plan order.
-    std::vector<float> back;
+    ScratchVector<float> back;
     MR_RETURN_IF_ERROR(EpCombine(h, rows.data(), 2, c, &back));
     for (size_t i = 0; i < h.plan.row_token.size(); ++i)
       if (back[2 * i] != me || back[2 * i + 1] != h.plan.row_token[i])
