@@ -11,6 +11,7 @@
 #include "quant/nvfp4.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
@@ -850,10 +851,13 @@ void GroupedMatMul(std::span<const GemmProblem> problems, ThreadPool& pool) {
   }
   auto* run = HWY_DYNAMIC_DISPATCH(RunBlock);
   const ActDType act = tls_act;
+  static std::atomic<uint64_t> calls{0};
+  const uint64_t call = calls.fetch_add(1, std::memory_order_relaxed) + 1;
   pool.ParallelFor(static_cast<int64_t>(tasks.size()), [&](int64_t t, int) {
     const Task& task = tasks[t];
     const GemmProblem& p = problems[task.problem];
-    if (act == ActDType::kInt8 && RunInt8ActivationBlock(p, task.m0, task.m1, task.n0, task.n1))
+    if (act == ActDType::kInt8 &&
+        RunInt8ActivationBlock(p, task.m0, task.m1, task.n0, task.n1, call))
       return;
     if (act != ActDType::kBF16) return run(p, task.m0, task.m1, task.n0, task.n1);
     if (!RunBf16ActivationBlock(p, task.m0, task.m1, task.n0, task.n1))

@@ -680,14 +680,30 @@ Int8Kernel BestInt8Kernel() {
   return best;
 }
 
+// The rows of x this thread's tls_xq holds, quantized in matmul call `call`
+// (0: none). A later task of the same call over the same rows (another block
+// of outputs, or another weight reading the same x, as gate and up do) uses
+// them as they are; a new call always quantizes again.
+struct QuantizedRows {
+  uint64_t call = 0;
+  const float* x = nullptr;
+  int64_t x_stride = 0, m0 = 0, m1 = 0, K = 0;
+  Int8Kernel kernel = Int8Kernel::kPortable;
+  bool operator==(const QuantizedRows&) const = default;
+};
+thread_local QuantizedRows tls_quantized;
+
 void Int8Block(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
-               Int8Kernel kernel) {
+               Int8Kernel kernel, uint64_t call) {
   const Layout layout = kernel == Int8Kernel::kAvx512Vnni ? Layout::kLanes16 : Layout::kLanes8;
   const bool simd = kernel != Int8Kernel::kPortable;
   const int64_t K = p.w.cols, rows = m1 - m0, stride = QuantizedRowBytes(K, layout);
   const int64_t step = StepBytes(layout);
   uint8_t* xq = Scratch(tls_xq, rows * stride);
-  for (int64_t r = 0; r < rows; ++r) {
+  const QuantizedRows key{call, p.x, p.x_stride, m0, m1, K, kernel};
+  const bool reuse = call != 0 && tls_quantized == key;
+  tls_quantized = key;
+  for (int64_t r = 0; r < rows && !reuse; ++r) {
     const float* x = p.x + (m0 + r) * p.x_stride;
     if (K / kChunk % 2 != 0)  // the absent chunk of the last step reads as zeros
       std::memset(xq + r * stride + (Steps(K) - 1) * step, 0, step);
@@ -705,9 +721,10 @@ void Int8Block(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t
 
 }  // namespace
 
-bool RunInt8ActivationBlock(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+bool RunInt8ActivationBlock(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
+                            uint64_t call) {
   if (p.w.format != WeightFormat::kNvfp4 && p.w.format != WeightFormat::kMxfp4) return false;
-  Int8Block(p, m0, m1, n0, n1, BestInt8Kernel());
+  Int8Block(p, m0, m1, n0, n1, BestInt8Kernel(), call);
   return true;
 }
 
@@ -732,7 +749,7 @@ void MatMulInt8(const GemmProblem& p, Int8Kernel kernel) {
       << "int8 activations take FP4 weights, not " << p.w.Describe();
   CHECK(Supported(kernel)) << "this CPU does not run the " << Int8KernelName(kernel)
                            << " int8 kernel";
-  Int8Block(p, 0, p.rows, 0, p.w.rows, kernel);
+  Int8Block(p, 0, p.rows, 0, p.w.rows, kernel, 0);
 }
 
 void QuantizeDequantizeInt8(const float* x, int64_t K, float* out) {

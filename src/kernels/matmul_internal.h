@@ -33,9 +33,12 @@ bool HasAvx512Bf16();
 bool RunBf16ActivationBlock(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 
 // Rows [m0, m1) x outputs [n0, n1) of p with int8 activations (matmul_int8.cc):
-// AVX2 where the CPU has it, else the portable kernel (the same bits). Returns
+// the best kernel this CPU runs (all give the same bits). `call` numbers the
+// GroupedMatMul call (nonzero, never reused), so that a thread's next task
+// over the same rows of x in the same call reuses their quantization. Returns
 // false, doing nothing, for weights other than NVFP4/MXFP4.
-bool RunInt8ActivationBlock(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+bool RunInt8ActivationBlock(const GemmProblem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
+                            uint64_t call);
 
 // NVFP4 block scales decode as float_bits(E4M3 byte << 20) * 2^120, times the
 // global scale. When 2^120 * global is a normal float, one multiply by it

@@ -313,6 +313,30 @@ INSTANTIATE_TEST_SUITE_P(Formats, QuantMatMulTest,
                                            Kind::kMxfp4),
                          [](const auto& info) { return std::string(KindName(info.param)); });
 
+// A thread reuses its quantized rows of x for later tasks of the same matmul
+// (column blocks, weights sharing x); never across calls: x rewritten in place
+// between two calls, and two weights over one x in one grouped call, match the
+// portable kernel on the x each call sees.
+TEST(Int8ActivationTest, QuantizedRowsReusedOnlyWithinACall) {
+  ActDTypeScope scope(ActDType::kInt8);
+  std::mt19937 rng(31);
+  ThreadPool pool(2);
+  const int64_t m = 9, n = 300, k = 512;  // several column blocks per row block
+  OwnedWeight a = RandomWeight(Kind::kNvfp4, n, k, rng), b = RandomWeight(Kind::kMxfp4, n, k, rng);
+  std::vector<float> x = RandomVec(m * k, rng);
+  std::vector<float> ya(static_cast<size_t>(m * n)), yb(ya.size()), want(ya.size());
+  for (int round = 0; round < 3; ++round) {
+    const GemmProblem both[2] = {{x.data(), k, m, a.w, ya.data(), n},
+                                 {x.data(), k, m, b.w, yb.data(), n}};
+    GroupedMatMul(both, pool);
+    MatMulInt8({x.data(), k, m, a.w, want.data(), n}, Int8Kernel::kPortable);
+    ASSERT_EQ(ya, want) << "round " << round;
+    MatMulInt8({x.data(), k, m, b.w, want.data(), n}, Int8Kernel::kPortable);
+    ASSERT_EQ(yb, want) << "round " << round;
+    for (float& v : x) v = -2.0f * v + 0.25f;  // same buffer, new values
+  }
+}
+
 // LinearWeight decodes an NVFP4 tensor exactly as the quant layer does (ModelOpt's order).
 // Int8 activations: per 32 values d = amax/127 and q = round-half-even(x/d):
 // the block's largest |x| gives +-127, others are within d/2; a block of zeros
