@@ -18,7 +18,7 @@ HugePageBuffer::HugePageBuffer(size_t bytes, bool advise) {
   base_ = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(raw) + kHugePage - 1) &
                                      ~(uintptr_t{kHugePage} - 1));
   size_ = size;
-  if (advise) ::madvise(base_, size_, MADV_HUGEPAGE);
+  if (advise) AdviseHugePages(base_, size_);
 }
 
 HugePageBuffer::~HugePageBuffer() {
