@@ -255,13 +255,13 @@ HWY_INLINE void PrefetchRows(const float* const* rows, int64_t a, int64_t b, int
   for (int64_t j = a; j < std::min(b, n); ++j) PrefetchRow(rows[j], dim);
 }
 
-// Query tokens t0 .. t0+nt-1 of a sequence, every head of kv head `kvh`'s group:
-// the rows of the tile share one read of the keys and values they see. Each
+// Query tokens t0 .. t0+nt-1 of a sequence, heads [g0, g1) of kv head `kvh`'s
+// group: the rows of the tile share one read of the keys and values they see. Each
 // row's scores (Dots, four query heads by four keys), softmax (over its own
 // keys) and weighted sum of values (in key order) are computed exactly as for
 // that row alone, so the tiling never changes a result.
 void AttendTile(const AttentionParams& p, const KvCacheView& cache, const AttentionSeq& s,
-                int64_t t0, int64_t nt, int kvh) {
+                int64_t t0, int64_t nt, int kvh, int g0, int g1) {
   thread_local ScratchVector<float> scores, kv_scratch;
   thread_local ScratchVector<const float*> k_rows, v_rows;
   const int group = p.num_heads / p.num_kv_heads;
@@ -324,16 +324,16 @@ void AttendTile(const AttentionParams& p, const KvCacheView& cache, const Attent
           if (lead) PrefetchRows(keys, j + kKeyChunk, j + kKeyChunk + 4, nk, p.head_dim);
           const float* kb[4];
           for (int k = 0; k < 4; ++k) kb[k] = keys[std::min(j + k, je - 1)];
-          for (int g = 0; g < group; g += 4) {
+          for (int g = g0; g < g1; g += 4) {
             const float* q[4];
-            const int rows = std::min(4, group - g);
+            const int rows = std::min(4, g1 - g);
             for (int r = 0; r < rows; ++r) q[r] = q_row(t, g + r);
             kDots[rows - 1](q, kb, p.head_dim, p.scale, sc + (t * group + g) * ns + j, ns);
           }
         }
       });
   for (int64_t t = 0; t < nt; ++t)
-    for (int g = 0; g < group; ++g)
+    for (int g = g0; g < g1; ++g)
       Softmax(sc + (t * group + g) * ns + begin(t), end(t) - begin(t));
   if (f32) {
     RowPointers(p, cache, s, lo, nk, v_off, p.v_head_dim, p.v_scale, nullptr, values);
@@ -341,12 +341,12 @@ void AttendTile(const AttentionParams& p, const KvCacheView& cache, const Attent
   }
   for_each_chunk(
       values, v_off, p.v_head_dim, p.v_scale, [&](int64_t t, int64_t jb, int64_t je, bool lead) {
-        for (int g = 0; g < group; g += 4) {
+        for (int g = g0; g < g1; g += 4) {
           Ahead ahead;  // the next chunk's value rows, by the chunk's first weighted sum
-          if (lead && g == 0)
+          if (lead && g == g0)
             ahead = {values + jb + kKeyChunk, std::min(je - jb, nk - jb - kKeyChunk), p.v_head_dim};
           float* out[4];
-          const int rows = std::min(4, group - g);
+          const int rows = std::min(4, g1 - g);
           for (int r = 0; r < rows; ++r) out[r] = out_row(t, g + r);
           const bool acc = jb > begin(t);  // out holds the sum over the earlier keys
           kWeightedSums[rows - 1](sc + (t * group + g) * ns + jb, ns, values + jb, je - jb, out,
@@ -395,6 +395,17 @@ void KvCacheView::Store(int layer, std::span<const int32_t> block_table, int64_t
   for (int64_t i = 0; i < n; ++i) dst[i] = F32ToFp8E4M3(src[i] * inv);
 }
 
+void KvCacheView::PrefetchForWrite(int layer, std::span<const int32_t> block_table, int64_t pos,
+                                   int64_t n) const {
+  const int64_t slot_bytes = floats_per_token * DTypeBits(dtype) / 8;
+  n = std::min(n, std::max<int64_t>(1, (int64_t{256} << 10) / std::max<int64_t>(slot_bytes, 1)));
+  for (int64_t i = 0; i < n; ++i) {
+    const char* slot = static_cast<const char*>(base) +
+                       SlotIndex(layer, block_table, pos + i) * DTypeBits(dtype) / 8;
+    for (int64_t b = 0; b < slot_bytes; b += 64) __builtin_prefetch(slot + b, 1, 3);
+  }
+}
+
 const float* KvCacheView::Load(int layer, std::span<const int32_t> block_table, int64_t pos,
                                int64_t offset, int64_t n, float* scratch, float scale) const {
   const int64_t at = SlotIndex(layer, block_table, pos) + offset;
@@ -413,11 +424,16 @@ void PagedAttention(const AttentionParams& p, std::span<const AttentionSeq> seqs
     const AttentionSeq* seq;
     int64_t token, num_tokens;  // a tile of the sequence's chunk
     int kv_head;
+    int g0, g1;  // the heads of the kv head's group
   };
   // One task per (tile of tokens, kv head): a single decoded token still uses
   // every thread; a prefill chunk's tokens share the key and value reads of up
-  // to kTileRows query rows. The latest tiles (the most keys) go first.
-  const int64_t group = p.num_heads / p.num_kv_heads;
+  // to kTileRows query rows. The latest tiles (the most keys) go first. With
+  // fewer than four tasks per thread (decode), each group's heads split in
+  // runs of a multiple of 4 (Dots' width) so the threads finish close
+  // together: one decoded token's four tasks left a thread waiting ~7 us per
+  // layer, and MLA's one task (one latent kv head) ran on one thread.
+  const int group = p.num_heads / p.num_kv_heads;
   std::vector<Task> tasks;
   for (const auto& s : seqs) {
     const int64_t keys = s.start_pos + s.num_tokens;
@@ -425,7 +441,22 @@ void PagedAttention(const AttentionParams& p, std::span<const AttentionSeq> seqs
                                              1, std::max<int64_t>(1, kTileRows / group));
     for (int64_t t = 0; t < s.num_tokens; t += tile)
       for (int h = 0; h < p.num_kv_heads; ++h)
-        tasks.push_back({&s, t, std::min(tile, s.num_tokens - t), h});
+        tasks.push_back({&s, t, std::min(tile, s.num_tokens - t), h, 0, group});
+  }
+  const size_t want = static_cast<size_t>(4 * pool.num_threads());
+  if (group > 4 && pool.num_threads() > 1 && !tasks.empty() && tasks.size() < want) {
+    const int pieces = static_cast<int>((want + tasks.size() - 1) / tasks.size());
+    const int run = ((group + pieces - 1) / pieces + 3) / 4 * 4;
+    std::vector<Task> split;
+    for (const Task& t : tasks) {
+      for (int g = 0; g < group; g += run) {
+        Task piece = t;
+        piece.g0 = g;
+        piece.g1 = std::min(group, g + run);
+        split.push_back(piece);
+      }
+    }
+    tasks = std::move(split);
   }
   std::stable_sort(tasks.begin(), tasks.end(), [](const Task& a, const Task& b) {
     return a.seq->start_pos + a.token > b.seq->start_pos + b.token;
@@ -433,7 +464,7 @@ void PagedAttention(const AttentionParams& p, std::span<const AttentionSeq> seqs
   auto* attend = HWY_DYNAMIC_DISPATCH(AttendTile);
   pool.ParallelFor(static_cast<int64_t>(tasks.size()), [&](int64_t i, int) {
     const Task& t = tasks[static_cast<size_t>(i)];
-    attend(p, cache, *t.seq, t.token, t.num_tokens, t.kv_head);
+    attend(p, cache, *t.seq, t.token, t.num_tokens, t.kv_head, t.g0, t.g1);
   });
 }
 

@@ -270,6 +270,7 @@ class DeepseekV3Model final : public Model {
   std::vector<Layer> layers_;
   WeightFootprint footprint_;
   ScratchVector<float> h_, x_, tmp_;
+  ScratchVector<float> rope_angles_;  // RopeAngles of each row's position
 };
 
 Status DeepseekV3Model::GetNorm(const std::string& name, const std::vector<int64_t>& shape,
@@ -411,6 +412,8 @@ void DeepseekV3Model::Attention(const Layer& L, int layer, std::span<const Atten
   const int64_t dqk = d_.qk_head_dim(), R = d_.kv_lora_rank, dr = d_.qk_rope, dv = d_.v_head_dim;
   const int64_t kva_dim = R + dr, lat = R + dr;  // latent query/key width per head
   ScratchVector<float> q(static_cast<size_t>(T * nh * dqk)), kva(static_cast<size_t>(T * kva_dim));
+  for (const AttentionSeq& s : seqs)
+    cache.PrefetchForWrite(layer, s.block_table, s.start_pos, s.num_tokens);
   if (d_.q_lora_rank > 0) {
     ScratchVector<float> cq(static_cast<size_t>(T * d_.q_lora_rank));
     const GemmProblem first[2] = {{x_.data(), H, T, L.q_a, cq.data(), d_.q_lora_rank},
@@ -431,10 +434,10 @@ void DeepseekV3Model::Attention(const Layer& L, int layer, std::span<const Atten
       float* qt = q.data() + t * nh * dqk;
       float* kv = kva.data() + t * kva_dim;
       RmsNorm(kv, R, L.kv_a_norm, d_.latent_norm_eps, 1, R, kv, R);
-      ApplyRopeTable(kv + R, 1, dr, static_cast<int>(dr), positions[t], d_.rope,
-                     RopeStyle::kInterleaved);
-      ApplyRopeTable(qt + d_.qk_nope, static_cast<int>(nh), dqk, static_cast<int>(dr), positions[t],
-                     d_.rope, RopeStyle::kInterleaved);
+      const float* cos_sin = rope_angles_.data() + t * dr;
+      ApplyRope(kv + R, 1, dr, static_cast<int>(dr), cos_sin, RopeStyle::kInterleaved);
+      ApplyRope(qt + d_.qk_nope, static_cast<int>(nh), dqk, static_cast<int>(dr), cos_sin,
+                RopeStyle::kInterleaved);
       if (d_.llama4_beta != 0.0) {
         const float s = static_cast<float>(
             1.0 + d_.llama4_beta * std::log(1.0 + std::floor(static_cast<double>(positions[t]) /
@@ -512,6 +515,10 @@ void DeepseekV3Model::ForwardImpl(const ForwardBatch& batch, const KvCacheView& 
   h_.resize(static_cast<size_t>(T * H));
   x_.resize(h_.size());
   tmp_.resize(h_.size());
+  const int dr = static_cast<int>(d_.qk_rope);
+  rope_angles_.resize(static_cast<size_t>(T * dr));
+  for (int64_t t = 0; t < T; ++t)
+    RopeAngles(d_.rope, dr, layout.positions[t], rope_angles_.data() + t * dr);
   EmbedTokens(batch, embed_, H, h_.data());
   for (int l = 0; l < c.num_layers; ++l) {
     const Layer& L = layers_[l];

@@ -283,8 +283,9 @@ class Qwen3MoeModel final : public Model {
   std::vector<Layer> layers_;
   RopeTable rope_;
   WeightFootprint footprint_;
-  // Activations of the current batch, reused across layers.
-  ScratchVector<float> h_, x_, q_, k_, v_, attn_, tmp_;
+  // Activations of the current batch, reused across layers; rope_angles_:
+  // RopeAngles of each row's position.
+  ScratchVector<float> h_, x_, q_, k_, v_, attn_, tmp_, rope_angles_;
 };
 
 void AddBias(float* y, int64_t rows, int64_t stride, const TensorView& bias) {
@@ -305,6 +306,8 @@ void Qwen3MoeModel::Attention(const Layer& L, int layer, std::span<const Attenti
   const GemmProblem qkv[3] = {{x_.data(), H, T, L.q, q_.data(), nq},
                               {x_.data(), H, T, L.k, k_.data(), nkv},
                               {x_.data(), H, T, L.v, v_.data(), nkv}};
+  for (const AttentionSeq& s : seqs)
+    cache.PrefetchForWrite(layer, s.block_table, s.start_pos, s.num_tokens);
   GroupedMatMul(qkv, pool);
   AddBias(q_.data(), T, nq, L.q_bias);
   AddBias(k_.data(), T, nkv, L.k_bias);
@@ -318,10 +321,9 @@ void Qwen3MoeModel::Attention(const Layer& L, int layer, std::span<const Attenti
         RmsNorm(kt, c.head_dim, L.k_norm, c.rms_norm_eps, c.num_kv_heads, c.head_dim, kt,
                 c.head_dim);
       }
-      ApplyRopeTable(qt, c.num_heads, c.head_dim, c.head_dim, positions[t], rope_,
-                     RopeStyle::kNeox);
-      ApplyRopeTable(kt, c.num_kv_heads, c.head_dim, c.head_dim, positions[t], rope_,
-                     RopeStyle::kNeox);
+      const float* cos_sin = rope_angles_.data() + t * c.head_dim;
+      ApplyRope(qt, c.num_heads, c.head_dim, c.head_dim, cos_sin, RopeStyle::kNeox);
+      ApplyRope(kt, c.num_kv_heads, c.head_dim, c.head_dim, cos_sin, RopeStyle::kNeox);
     }
   });
   for (const AttentionSeq& s : seqs) {
@@ -383,6 +385,9 @@ void Qwen3MoeModel::ForwardImpl(const ForwardBatch& batch, const KvCacheView& ca
   attn_.resize(q_.size());
   k_.resize(static_cast<size_t>(T * nkv));
   v_.resize(k_.size());
+  rope_angles_.resize(static_cast<size_t>(T * c.head_dim));
+  for (int64_t t = 0; t < T; ++t)
+    RopeAngles(rope_, c.head_dim, layout.positions[t], rope_angles_.data() + t * c.head_dim);
   EmbedTokens(batch, embed_, H, h_.data());
   for (int l = 0; l < c.num_layers; ++l) {
     const Layer& L = layers_[l];

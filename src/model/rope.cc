@@ -65,17 +65,24 @@ StatusOr<RopeTable> MakeRopeTable(int rope_dim, double theta, const nlohmann::js
   return t;
 }
 
-void ApplyRopeTable(float* x, int num_heads, int64_t head_stride, int rope_dim, int64_t pos,
-                    const RopeTable& table, RopeStyle style) {
+void RopeAngles(const RopeTable& table, int rope_dim, int64_t pos, float* cos_sin) {
   const int half = rope_dim / 2;
   for (int i = 0; i < half; ++i) {
     const double angle = static_cast<double>(pos) * table.inv_freq[i];
-    const float c = static_cast<float>(std::cos(angle) * table.attention_factor);
-    const float s = static_cast<float>(std::sin(angle) * table.attention_factor);
-    const int a = style == RopeStyle::kNeox ? i : 2 * i;
-    const int b = style == RopeStyle::kNeox ? i + half : 2 * i + 1;
-    for (int h = 0; h < num_heads; ++h) {
-      float* v = x + h * head_stride;
+    cos_sin[i] = static_cast<float>(std::cos(angle) * table.attention_factor);
+    cos_sin[half + i] = static_cast<float>(std::sin(angle) * table.attention_factor);
+  }
+}
+
+void ApplyRope(float* x, int num_heads, int64_t head_stride, int rope_dim, const float* cos_sin,
+               RopeStyle style) {
+  const int half = rope_dim / 2;
+  for (int h = 0; h < num_heads; ++h) {
+    float* v = x + h * head_stride;
+    for (int i = 0; i < half; ++i) {
+      const float c = cos_sin[i], s = cos_sin[half + i];
+      const int a = style == RopeStyle::kNeox ? i : 2 * i;
+      const int b = style == RopeStyle::kNeox ? i + half : 2 * i + 1;
       const float x1 = v[a], x2 = v[b];
       v[a] = x1 * c - x2 * s;
       v[b] = x2 * c + x1 * s;

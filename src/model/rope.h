@@ -27,9 +27,16 @@ StatusOr<RopeTable> MakeRopeTable(int rope_dim, double theta, const nlohmann::js
 // YaRN's magnitude correction: 0.1 * mscale * ln(scale) + 1 (1 for scale <= 1).
 double YarnGetMscale(double scale, double mscale);
 
+// The rotation of a token at `pos`: cos_sin[i] = cos(pos * inv_freq[i]) and
+// cos_sin[rope_dim / 2 + i] = sin(...), both times the attention factor, for
+// i < rope_dim / 2 (angles in double). A forward pass computes them once per
+// position and every layer applies them (sin/cos per layer and head set took
+// ~0.5% of a decoded token).
+void RopeAngles(const RopeTable& table, int rope_dim, int64_t pos, float* cos_sin);
+
 // Rotates the first rope_dim dims of each of `num_heads` heads (head_stride
-// floats apart) for a token at `pos`.
-void ApplyRopeTable(float* x, int num_heads, int64_t head_stride, int rope_dim, int64_t pos,
-                    const RopeTable& table, RopeStyle style);
+// floats apart) by RopeAngles' cos_sin.
+void ApplyRope(float* x, int num_heads, int64_t head_stride, int rope_dim, const float* cos_sin,
+               RopeStyle style);
 
 }  // namespace moerack
