@@ -310,6 +310,47 @@ BENCHMARK(BM_PagedAttention)
     ->ArgsProduct({{2048}, {256}, {1, 2}, {0, 1}})
     ->UseRealTime();
 
+// MLA decode (DeepSeek-V2-Lite's shape: 16 heads over one latent kv head of
+// kv_lora_rank 512 + rope 64 = 576 floats, values the first 512): one query
+// token at position `context` - 1, f32 cache. One latent head is one task,
+// whose heads split in runs across the threads. args: context, threads.
+void BM_PagedAttentionMla(benchmark::State& state) {
+  const int64_t context = state.range(0);
+  ThreadPool pool(static_cast<int>(state.range(1)));
+  const int heads = 16, dim = 576, v_dim = 512, block = 16;
+  const int64_t blocks = (context + block - 1) / block;
+  KvCache kv(1, blocks, block, dim, DType::kF32);
+  std::vector<int32_t> table(static_cast<size_t>(blocks));
+  std::iota(table.begin(), table.end(), 0);
+  const auto slot = RandomF32(dim, 6);
+  for (int64_t pos = 0; pos < context; ++pos) kv.view().Store(0, table, pos, 0, slot.data(), dim);
+  const auto q = RandomF32(heads * dim, 7);
+  std::vector<float> out(static_cast<size_t>(heads * v_dim));
+  AttentionParams p;
+  p.q = q.data();
+  p.q_stride = heads * dim;
+  p.out = out.data();
+  p.out_stride = heads * v_dim;
+  p.num_heads = heads;
+  p.num_kv_heads = 1;
+  p.head_dim = dim;
+  p.v_head_dim = v_dim;
+  p.scale = 0.07f;
+  const AttentionSeq seq{0, 1, context - 1, table};
+  for (auto _ : state) {
+    PagedAttention(p, {&seq, 1}, kv.view(), pool);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetBytesProcessed(state.iterations() * context * dim * 4);
+  state.counters["GFLOPS"] = benchmark::Counter(
+      static_cast<double>(state.iterations()) * context * heads * 2 * (dim + v_dim) / 1e9,
+      benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_PagedAttentionMla)
+    ->ArgNames({"context", "threads"})
+    ->ArgsProduct({{512, 4096}, {1, 2}})
+    ->UseRealTime();
+
 // One sampled token from a 32k-vocabulary row of logits (bench-moe's vocab;
 // uniform logits in [-5, 5]). args: top_k (0: all), top_p in percent.
 void BM_SampleToken(benchmark::State& state) {

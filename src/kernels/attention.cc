@@ -429,10 +429,11 @@ void PagedAttention(const AttentionParams& p, std::span<const AttentionSeq> seqs
   // One task per (tile of tokens, kv head): a single decoded token still uses
   // every thread; a prefill chunk's tokens share the key and value reads of up
   // to kTileRows query rows. The latest tiles (the most keys) go first. With
-  // fewer than four tasks per thread (decode), each group's heads split in
-  // runs of a multiple of 4 (Dots' width) so the threads finish close
-  // together: one decoded token's four tasks left a thread waiting ~7 us per
-  // layer, and MLA's one task (one latent kv head) ran on one thread.
+  // fewer tasks than threads (MLA's decode: one latent kv head, one task),
+  // each group's heads split in runs of a multiple of 4 (Dots' width), which
+  // then read the keys and values once per run. Not with a task per thread
+  // already: splitting bench-moe's four kv heads' decode tasks in two at 2
+  // threads took 80 instead of 60 us at 512 keys (BM_PagedAttention).
   const int group = p.num_heads / p.num_kv_heads;
   std::vector<Task> tasks;
   for (const auto& s : seqs) {
@@ -443,8 +444,8 @@ void PagedAttention(const AttentionParams& p, std::span<const AttentionSeq> seqs
       for (int h = 0; h < p.num_kv_heads; ++h)
         tasks.push_back({&s, t, std::min(tile, s.num_tokens - t), h, 0, group});
   }
-  const size_t want = static_cast<size_t>(4 * pool.num_threads());
-  if (group > 4 && pool.num_threads() > 1 && !tasks.empty() && tasks.size() < want) {
+  const size_t want = static_cast<size_t>(pool.num_threads());
+  if (group > 4 && !tasks.empty() && tasks.size() < want) {
     const int pieces = static_cast<int>((want + tasks.size() - 1) / tasks.size());
     const int run = ((group + pieces - 1) / pieces + 3) / 4 * 4;
     std::vector<Task> split;
