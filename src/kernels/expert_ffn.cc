@@ -8,10 +8,24 @@
 
 namespace moerack {
 
+bool RowsAreTokenRuns(std::span<const int64_t> offsets, std::span<const int32_t> row_token) {
+  for (size_t e = 0; e + 1 < offsets.size(); ++e)
+    for (int64_t r = offsets[e] + 1; r < offsets[e + 1]; ++r)
+      if (row_token[r] != row_token[r - 1] + 1) return false;
+  return true;
+}
+
 void GroupedExpertFfn(const ExpertFfnParams& p, ThreadPool& pool) {
   const int64_t rows = p.expert_offsets.back();
   if (rows == 0) return;
   CHECK_EQ(p.expert_offsets.size(), p.experts.size() + 1);
+  CHECK(p.row_token.empty() || (static_cast<int64_t>(p.row_token.size()) == rows &&
+                                RowsAreTokenRuns(p.expert_offsets, p.row_token)))
+      << "GroupedExpertFfn: row_token does not give each expert a run of consecutive tokens";
+  // Expert e's first row of x: dispatched rows, or its first token in place.
+  const auto x_rows = [&](int64_t r0) {
+    return p.x + (p.row_token.empty() ? r0 : p.row_token[r0]) * p.hidden;
+  };
   // Scratch for each expert's [rows, inter] gate and up activations.
   std::vector<int64_t> scratch(p.experts.size() + 1, 0);
   for (size_t e = 0; e < p.experts.size(); ++e) {
@@ -32,10 +46,8 @@ void GroupedExpertFfn(const ExpertFfnParams& p, ThreadPool& pool) {
     const int64_t r0 = p.expert_offsets[e], n = p.expert_offsets[e + 1] - r0,
                   inter = p.experts[e].gate.rows;
     if (n == 0) continue;
-    problems.push_back(
-        {p.x + r0 * p.hidden, p.hidden, n, p.experts[e].gate, g + scratch[e], inter});
-    problems.push_back(
-        {p.x + r0 * p.hidden, p.hidden, n, p.experts[e].up, u + scratch[e], inter});
+    problems.push_back({x_rows(r0), p.hidden, n, p.experts[e].gate, g + scratch[e], inter});
+    problems.push_back({x_rows(r0), p.hidden, n, p.experts[e].up, u + scratch[e], inter});
   }
   GroupedMatMul(problems, pool);
   pool.ParallelRange(scratch.back(), 4096, [&](int64_t i0, int64_t i1, int) {

@@ -306,6 +306,43 @@ TEST_P(QuantMatMulTest, ExpertFfnMatchesDequantizedWeights) {
   for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-5 * scale) << i;
 }
 
+// Experts reading their rows from the tokens in place (row_token: each
+// expert a run of consecutive tokens) give the same bits as from a dispatched
+// copy, for every activation type (int8 then quantizes the shared x once).
+TEST_P(QuantMatMulTest, ExpertFfnInPlaceRowsBitIdenticalToDispatchedCopy) {
+  const Kind kind = GetParam();
+  std::mt19937 rng(13);
+  ThreadPool pool(2);
+  const int64_t hidden = 256, inter = 96, tokens = 4;
+  std::vector<OwnedWeight> owned;
+  std::vector<ExpertWeights> experts;
+  for (int e = 0; e < 3; ++e) {
+    owned.push_back(RandomWeight(kind, inter, hidden, rng));
+    owned.push_back(RandomWeight(kind, inter, hidden, rng));
+    owned.push_back(RandomWeight(kind, hidden, inter, rng));
+  }
+  for (int e = 0; e < 3; ++e)
+    experts.push_back({owned[3 * e].w, owned[3 * e + 1].w, owned[3 * e + 2].w});
+  // Expert 0: tokens 1, 2; expert 1: none; expert 2: tokens 0..3; then token 2 again (a
+  // fourth expert, the first one's weights).
+  experts.push_back(experts[0]);
+  const std::vector<int64_t> offsets = {0, 2, 2, 6, 7};
+  const std::vector<int32_t> row_token = {1, 2, 0, 1, 2, 3, 2};
+  EXPECT_TRUE(RowsAreTokenRuns(offsets, row_token));
+  EXPECT_FALSE(RowsAreTokenRuns(std::vector<int64_t>{0, 2}, std::vector<int32_t>{1, 3}));
+  EXPECT_FALSE(RowsAreTokenRuns(std::vector<int64_t>{0, 2}, std::vector<int32_t>{1, 1}));
+  const std::vector<float> x = RandomVec(tokens * hidden, rng);
+  std::vector<float> copy;
+  for (int32_t t : row_token) copy.insert(copy.end(), x.begin() + t * hidden, x.begin() + (t + 1) * hidden);
+  for (ActDType act : {ActDType::kF32, ActDType::kBF16, ActDType::kInt8}) {
+    ActDTypeScope scope(act);
+    std::vector<float> a(copy.size(), -1.0f), b(copy.size(), -2.0f);
+    GroupedExpertFfn({experts, offsets, copy.data(), a.data(), hidden}, pool);
+    GroupedExpertFfn({experts, offsets, x.data(), b.data(), hidden, row_token}, pool);
+    ASSERT_EQ(a, b) << "act " << static_cast<int>(act);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Formats, QuantMatMulTest,
                          ::testing::Values(Kind::kBf16, Kind::kFp8Block, Kind::kFp8Tensor, Kind::kFp8Channel,
                                            Kind::kFp8OddBlock, Kind::kFp8SmallBlock, Kind::kNvfp4,
