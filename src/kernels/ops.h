@@ -1,5 +1,8 @@
-// Small elementwise and per-row ops of the transformer block, in f32. Each row
-// is reduced sequentially, so results do not depend on the batch.
+// Small elementwise and per-row ops of the transformer block, in f32 (SIMD via
+// Highway, dispatched at run time). Each row is reduced in an order that
+// depends only on its length, and each element of SiluMul is computed the same
+// way wherever a range starts, so results do not depend on the batch or on
+// how the threads split the work.
 // Thread-safety: pure functions over caller-owned memory.
 #pragma once
 
