@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <sys/wait.h>
+#include <unistd.h>
 
 namespace {
 
@@ -18,8 +19,11 @@ struct SimRun {
 };
 
 SimRun Sim(const std::string& args) {
-  const std::string dir = testing::TempDir();
-  const std::string out = dir + "/sim_out.txt", err = dir + "/sim_err.txt";
+  // Files named by this process: ctest -j runs the tests of this file as
+  // separate processes at once, and with shared names one test read another's
+  // output (seen once under ASan: CompareAndPlot found no "ratio").
+  const std::string dir = testing::TempDir() + "/sim_" + std::to_string(::getpid());
+  const std::string out = dir + "_out.txt", err = dir + "_err.txt";
   const std::string cmd = std::string("exec ") + MOERACK_BINARY + " sim " + args + " >" + out +
                           " 2>" + err + " </dev/null";
   SimRun r;
